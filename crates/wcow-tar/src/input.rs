@@ -1,0 +1,359 @@
+//! Where a layer tar comes from and goes to: plain, gzip or zstd, detected from the bytes;
+//! plain files are read with seeks so data never read is never touched.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
+use winlayer_core::Origin;
+
+/// A compression format of layer blobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Uncompressed tar.
+    None,
+    /// gzip (RFC 1952), possibly several members.
+    Gzip,
+    /// Zstandard, possibly several frames.
+    Zstd,
+}
+
+impl Compression {
+    /// Detects the format from the first bytes of a blob.
+    pub fn detect(magic: &[u8]) -> Compression {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Headers are read through a small buffer: a large one would re-read the data it skips.
+const HEADER_BUFFER: usize = 16 * 1024;
+
+/// An uncompressed tar byte stream with its position, able to skip cheaply when it is a file.
+pub struct Input {
+    kind: Kind,
+    pos: u64,
+    compression: Compression,
+}
+
+enum Kind {
+    File {
+        reader: BufReader<File>,
+        shared: Arc<File>,
+        len: u64,
+    },
+    Stream(Box<dyn Read + Send>),
+}
+
+/// Reads every zstd frame of a stream in turn.
+struct ZstdFrames<R: BufRead> {
+    current: Option<StreamingDecoder<R, FrameDecoder>>,
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(dec) = self.current.as_mut() else {
+                return Ok(0);
+            };
+            let n = dec.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let (mut source, decoder) = self.current.take().expect("decoder present").into_parts();
+            if source.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            self.current = Some(
+                StreamingDecoder::new_with_decoder(source, decoder).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"))
+                })?,
+            );
+        }
+    }
+}
+
+fn decompressor(
+    compression: Compression,
+    raw: impl BufRead + Send + 'static,
+) -> io::Result<Box<dyn Read + Send>> {
+    Ok(match compression {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
+        Compression::Zstd => {
+            let dec = StreamingDecoder::new(raw)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+            Box::new(ZstdFrames { current: Some(dec) })
+        }
+    })
+}
+
+impl Input {
+    /// Opens a file, or standard input for `-`, detecting compression.
+    pub fn open(path: &Path) -> io::Result<Input> {
+        if path.as_os_str() == "-" {
+            return Input::from_reader(io::stdin());
+        }
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Input::from_reader(file);
+        }
+        let mut magic = [0u8; 4];
+        let n = read_full(&mut file, &mut magic)?;
+        file.seek(SeekFrom::Start(0))?;
+        let compression = Compression::detect(&magic[..n]);
+        if compression != Compression::None {
+            return Ok(Input {
+                kind: Kind::Stream(decompressor(
+                    compression,
+                    BufReader::with_capacity(1 << 16, file),
+                )?),
+                pos: 0,
+                compression,
+            });
+        }
+        let shared = Arc::new(file.try_clone()?);
+        Ok(Input {
+            kind: Kind::File {
+                reader: BufReader::with_capacity(HEADER_BUFFER, file),
+                shared,
+                len: meta.len(),
+            },
+            pos: 0,
+            compression,
+        })
+    }
+
+    /// Wraps any reader, detecting compression from its first bytes.
+    pub fn from_reader(reader: impl Read + Send + 'static) -> io::Result<Input> {
+        let mut raw = BufReader::with_capacity(1 << 16, reader);
+        let compression = Compression::detect(raw.fill_buf()?);
+        Ok(Input {
+            kind: Kind::Stream(decompressor(compression, raw)?),
+            pos: 0,
+            compression,
+        })
+    }
+
+    /// The compression detected.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Offset in the uncompressed stream.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Bytes left, when known (plain files).
+    pub fn remaining(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::File { len, .. } => Some(len.saturating_sub(self.pos)),
+            Kind::Stream(_) => None,
+        }
+    }
+
+    /// Where bytes at the current position can be read again.
+    pub fn origin(&self) -> Origin {
+        match &self.kind {
+            Kind::File { shared, .. } => Origin::FileRange(shared.clone(), self.pos),
+            Kind::Stream(_) => Origin::Stream,
+        }
+    }
+
+    /// Fills `buf` unless the stream ends first; returns the bytes read.
+    pub fn read_full(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match &mut self.kind {
+            Kind::File { reader, .. } => read_full(reader, buf)?,
+            Kind::Stream(r) => read_full(r, buf)?,
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    /// Skips `n` bytes; returns how many were actually there.
+    pub fn skip(&mut self, n: u64) -> io::Result<u64> {
+        let skipped = match &mut self.kind {
+            Kind::File { reader, len, .. } => {
+                let n = n.min(len.saturating_sub(self.pos));
+                reader.seek_relative(n as i64)?;
+                n
+            }
+            Kind::Stream(r) => io::copy(&mut r.take(n), &mut io::sink())?,
+        };
+        self.pos += skipped;
+        Ok(skipped)
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match &mut self.kind {
+            Kind::File { reader, .. } => reader.read(buf)?,
+            Kind::Stream(r) => r.read(buf)?,
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A compressing writer; [`Output::finish`] completes the stream and returns the inner writer.
+pub enum Output<W: Write + Send + 'static> {
+    /// No compression.
+    Plain(BufWriter<W>),
+    /// gzip with a fixed header (no name, time 0), so output is reproducible.
+    Gzip(flate2::write::GzEncoder<BufWriter<W>>),
+    /// Zstandard, produced by a compressor thread reading from a pipe.
+    Zstd(Option<io::PipeWriter>, Option<JoinHandle<io::Result<W>>>),
+}
+
+impl<W: Write + Send + 'static> Output<W> {
+    /// Wraps `inner` with `compression`.
+    pub fn new(inner: W, compression: Compression) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::None => Output::Plain(BufWriter::with_capacity(1 << 16, inner)),
+            Compression::Gzip => Output::Gzip(flate2::GzBuilder::new().mtime(0).write(
+                BufWriter::with_capacity(1 << 16, inner),
+                flate2::Compression::default(),
+            )),
+            Compression::Zstd => {
+                let (reader, writer) = io::pipe()?;
+                let worker = std::thread::spawn(move || {
+                    let mut out = BufWriter::with_capacity(1 << 16, inner);
+                    ruzstd::encoding::compress(
+                        BufReader::with_capacity(1 << 17, reader),
+                        &mut out,
+                        ruzstd::encoding::CompressionLevel::Fastest,
+                    );
+                    out.into_inner().map_err(|e| e.into_error())
+                });
+                Output::Zstd(Some(writer), Some(worker))
+            }
+        })
+    }
+
+    /// Finishes compression and flushes; returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Output::Plain(w) => w.into_inner().map_err(|e| e.into_error()),
+            Output::Gzip(g) => g.finish()?.into_inner().map_err(|e| e.into_error()),
+            Output::Zstd(mut pipe, mut worker) => {
+                drop(pipe.take());
+                worker
+                    .take()
+                    .expect("worker")
+                    .join()
+                    .map_err(|_| io::Error::other("zstd compressor thread panicked"))?
+            }
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Write for Output<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::Plain(w) => w.write(buf),
+            Output::Gzip(g) => g.write(buf),
+            Output::Zstd(pipe, _) => pipe.as_mut().expect("open pipe").write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Plain(w) => w.flush(),
+            Output::Gzip(g) => g.flush(),
+            Output::Zstd(pipe, _) => pipe.as_mut().expect("open pipe").flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(c: Compression) {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut out = Output::new(Vec::new(), c).unwrap();
+        out.write_all(&data).unwrap();
+        let blob = out.finish().unwrap();
+        assert_eq!(Compression::detect(&blob), c);
+        let mut input = Input::from_reader(io::Cursor::new(blob.clone())).unwrap();
+        let mut back = Vec::new();
+        input.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        // Same input, same bytes.
+        let mut again = Output::new(Vec::new(), c).unwrap();
+        again.write_all(&data).unwrap();
+        assert_eq!(again.finish().unwrap(), blob);
+    }
+
+    #[test]
+    fn compressions_round_trip_deterministically() {
+        round_trip(Compression::None);
+        round_trip(Compression::Gzip);
+        round_trip(Compression::Zstd);
+    }
+
+    #[test]
+    fn concatenated_members_and_frames() {
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let mut blob = Vec::new();
+            for part in [&b"first "[..], b"second"] {
+                let mut out = Output::new(Vec::new(), c).unwrap();
+                out.write_all(part).unwrap();
+                blob.extend(out.finish().unwrap());
+            }
+            let mut back = String::new();
+            Input::from_reader(io::Cursor::new(blob))
+                .unwrap()
+                .read_to_string(&mut back)
+                .unwrap();
+            assert_eq!(back, "first second", "{c:?}");
+        }
+    }
+
+    #[test]
+    fn file_input_skips_and_knows_origin() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&(0..=255u8).collect::<Vec<_>>()).unwrap();
+        let mut input = Input::open(f.path()).unwrap();
+        assert_eq!(input.remaining(), Some(256));
+        assert_eq!(input.skip(10).unwrap(), 10);
+        let mut b = [0u8; 2];
+        input.read_full(&mut b).unwrap();
+        assert_eq!(b, [10, 11]);
+        assert!(matches!(input.origin(), Origin::FileRange(_, 12)));
+        assert_eq!(input.skip(1000).unwrap(), 244);
+    }
+}

@@ -1,0 +1,233 @@
+//! Windows FILETIME values (100 ns ticks since 1601-01-01 UTC) and their PAX text form.
+
+use std::fmt;
+
+/// Ticks between 1601-01-01 and 1970-01-01.
+const UNIX_EPOCH_TICKS: i64 = 116_444_736_000_000_000;
+const TICKS_PER_SEC: i64 = 10_000_000;
+
+/// A Windows timestamp: 100 ns ticks since 1601-01-01 00:00:00 UTC.
+///
+/// Kept within `0..=i64::MAX`, the range Windows APIs accept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileTime(i64);
+
+/// A PAX time value that is not `[-]seconds[.fraction]` or that Windows cannot store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// The text is not a decimal time.
+    #[error("'{0}' is not a PAX time ([-]seconds[.fraction])")]
+    Syntax(String),
+    /// The time lies outside 1601-01-01 ..= year 30828, what a FILETIME holds.
+    #[error("'{0}' is outside the range a Windows FILETIME can hold (1601 to 30828)")]
+    Range(String),
+}
+
+impl FileTime {
+    /// 1970-01-01 00:00:00 UTC.
+    pub const UNIX_EPOCH: FileTime = FileTime(UNIX_EPOCH_TICKS);
+
+    /// A FILETIME from its raw tick count; `None` when negative.
+    pub fn from_ticks(ticks: i64) -> Option<Self> {
+        (ticks >= 0).then_some(FileTime(ticks))
+    }
+
+    /// The raw tick count.
+    pub fn ticks(self) -> i64 {
+        self.0
+    }
+
+    /// From whole seconds and nanoseconds relative to the Unix epoch; sub-100 ns precision is
+    /// truncated toward zero, as Windows does.
+    pub fn from_unix(secs: i64, nanos: u32) -> Option<Self> {
+        let ticks = (secs as i128) * TICKS_PER_SEC as i128
+            + (nanos / 100) as i128
+            + UNIX_EPOCH_TICKS as i128;
+        i64::try_from(ticks).ok().and_then(Self::from_ticks)
+    }
+
+    /// Ticks relative to the Unix epoch (negative before 1970).
+    fn unix_ticks(self) -> i64 {
+        self.0 - UNIX_EPOCH_TICKS
+    }
+
+    /// Whole seconds since the Unix epoch, rounded toward negative infinity (the ustar `mtime`).
+    pub fn unix_seconds(self) -> i64 {
+        self.unix_ticks().div_euclid(TICKS_PER_SEC)
+    }
+
+    /// Whether the time has a non-zero fraction of a second.
+    pub fn has_fraction(self) -> bool {
+        self.unix_ticks().rem_euclid(TICKS_PER_SEC) != 0
+    }
+
+    /// Parses a PAX time: `[-]seconds[.fraction]`, where `-S.F` means −(S + 0.F).
+    /// Digits below 100 ns are truncated toward zero.
+    pub fn parse_pax(text: &str) -> Result<Self, TimeError> {
+        let syntax = || TimeError::Syntax(text.to_string());
+        let (negative, rest) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (whole, fraction) = match rest.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (rest, ""),
+        };
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty()
+            || !digits(whole)
+            || !digits(fraction)
+            || (rest.contains('.') && fraction.is_empty())
+        {
+            return Err(syntax());
+        }
+        let range = || TimeError::Range(text.to_string());
+        // Anything longer than 12 digits of seconds is far past year 30828.
+        if whole.len() > 12 {
+            return Err(range());
+        }
+        let secs: i64 = whole.parse().map_err(|_| syntax())?;
+        let mut frac_ticks: i64 = 0;
+        for (i, b) in fraction.bytes().take(7).enumerate() {
+            frac_ticks += (b - b'0') as i64 * 10i64.pow(6 - i as u32);
+        }
+        let magnitude = secs * TICKS_PER_SEC + frac_ticks;
+        let unix_ticks = if negative { -magnitude } else { magnitude };
+        unix_ticks
+            .checked_add(UNIX_EPOCH_TICKS)
+            .and_then(Self::from_ticks)
+            .ok_or_else(range)
+    }
+
+    /// The PAX text form: whole seconds, plus up to seven fractional digits without trailing zeros.
+    pub fn to_pax(self) -> String {
+        let t = self.unix_ticks();
+        let (sign, magnitude) = if t < 0 {
+            ("-", t.unsigned_abs())
+        } else {
+            ("", t as u64)
+        };
+        let secs = magnitude / TICKS_PER_SEC as u64;
+        let frac = magnitude % TICKS_PER_SEC as u64;
+        if frac == 0 {
+            format!("{sign}{secs}")
+        } else {
+            let digits = format!("{frac:07}");
+            format!("{sign}{secs}.{}", digits.trim_end_matches('0'))
+        }
+    }
+
+    /// RFC 3339 text in UTC with 100 ns precision, for listings.
+    pub fn to_rfc3339(self) -> String {
+        let t = self.unix_ticks();
+        let secs = t.div_euclid(TICKS_PER_SEC);
+        let frac = t.rem_euclid(TICKS_PER_SEC);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let base = format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            sod / 3600,
+            sod / 60 % 60,
+            sod % 60
+        );
+        if frac == 0 {
+            format!("{base}Z")
+        } else {
+            format!("{base}.{:07}Z", frac)
+        }
+    }
+}
+
+impl fmt::Display for FileTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's civil-from-days algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_round_trips() {
+        for text in [
+            "0",
+            "1",
+            "1600000000",
+            "1600000000.5",
+            "1600000000.1234567",
+            "-1.25",
+            "-11644473600",
+        ] {
+            let t = FileTime::parse_pax(text).unwrap();
+            assert_eq!(t.to_pax(), text, "{text}");
+        }
+    }
+
+    #[test]
+    fn pax_truncates_below_100ns_and_strips_zeros() {
+        assert_eq!(
+            FileTime::parse_pax("5.123456789").unwrap().to_pax(),
+            "5.1234567"
+        );
+        assert_eq!(FileTime::parse_pax("5.500000000").unwrap().to_pax(), "5.5");
+        assert_eq!(
+            FileTime::parse_pax("-0.5").unwrap().ticks(),
+            UNIX_EPOCH_TICKS - 5_000_000
+        );
+    }
+
+    #[test]
+    fn pax_rejects_garbage_and_out_of_range() {
+        for bad in ["", "-", ".5", "5.", "1e9", "12a", " 1", "1.2.3", "+1"] {
+            assert!(
+                matches!(FileTime::parse_pax(bad), Err(TimeError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            FileTime::parse_pax("-11644473601"),
+            Err(TimeError::Range(_))
+        ));
+        assert!(matches!(
+            FileTime::parse_pax("99999999999999999999"),
+            Err(TimeError::Range(_))
+        ));
+    }
+
+    #[test]
+    fn seconds_floor_and_fraction() {
+        let t = FileTime::parse_pax("-1.25").unwrap();
+        assert_eq!(t.unix_seconds(), -2);
+        assert!(t.has_fraction());
+        assert!(!FileTime::parse_pax("7").unwrap().has_fraction());
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(FileTime::UNIX_EPOCH.to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            FileTime::from_ticks(0).unwrap().to_rfc3339(),
+            "1601-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            FileTime::parse_pax("1600000000.25").unwrap().to_rfc3339(),
+            "2020-09-13T12:26:40.2500000Z"
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! `winlayer`: Windows container image layers on any OS.
+
+mod io;
+mod tar;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "winlayer",
+    version,
+    about = "Windows container image layers, handled natively on any OS",
+    long_about = "winlayer reads, writes, checks and converts Windows container image layers \
+                  (the OCI Windows layer tar dialect) without Windows.\n\n\
+                  Paths may be '-' for standard input or output. Compressed input (gzip, zstd) \
+                  is detected from its bytes."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Windows layer tars: list, check, rewrite canonically, build from a directory.
+    #[command(subcommand)]
+    Tar(tar::TarCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tar(command) => tar::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        // A closed pipe (`winlayer tar ls x | head`) is the reader's choice, not a failure.
+        Err(winlayer_core::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("winlayer: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
