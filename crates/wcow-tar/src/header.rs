@@ -45,10 +45,7 @@ fn slice(block: &[u8; BLOCK], (at, len): (usize, usize)) -> &[u8] {
 }
 
 fn cstr(bytes: &[u8]) -> &[u8] {
-    bytes
-        .iter()
-        .position(|&b| b == 0)
-        .map_or(bytes, |n| &bytes[..n])
+    bytes.iter().position(|&b| b == 0).map_or(bytes, |n| &bytes[..n])
 }
 
 /// Parses a numeric field: octal (space/NUL padded) or GNU base-256.
@@ -58,11 +55,7 @@ fn number(bytes: &[u8], what: &str) -> Result<i64, String> {
         let negative = bytes[0] & 0x40 != 0;
         let mut v: i128 = if negative { -1 } else { 0 };
         for (i, &b) in bytes.iter().enumerate() {
-            let b = if i == 0 {
-                b & 0x7F | if negative { 0x80 } else { 0 }
-            } else {
-                b
-            };
+            let b = if i == 0 { b & 0x7F | if negative { 0x80 } else { 0 } } else { b };
             v = (v << 8) | b as i128;
             if !(i64::MIN as i128..=i64::MAX as i128).contains(&v) {
                 return Err(format!("{what} field overflows 64 bits"));
@@ -70,20 +63,13 @@ fn number(bytes: &[u8], what: &str) -> Result<i64, String> {
         }
         return Ok(v as i64);
     }
-    let text = bytes
-        .iter()
-        .skip_while(|&&b| b == b' ')
-        .take_while(|&&b| b != 0 && b != b' ')
-        .copied()
-        .collect::<Vec<_>>();
+    let text =
+        bytes.iter().skip_while(|&&b| b == b' ').take_while(|&&b| b != 0 && b != b' ').copied().collect::<Vec<_>>();
     if text.is_empty() {
         return Ok(0);
     }
     if !text.iter().all(|b| (b'0'..=b'7').contains(b)) {
-        return Err(format!(
-            "{what} field {:?} is not octal",
-            String::from_utf8_lossy(bytes)
-        ));
+        return Err(format!("{what} field {:?} is not octal", String::from_utf8_lossy(bytes)));
     }
     i64::from_str_radix(std::str::from_utf8(&text).expect("octal digits"), 8)
         .map_err(|_| format!("{what} field overflows"))
@@ -98,28 +84,10 @@ impl Header {
     /// Parses a header block, checking its checksum and magic.
     pub fn parse(block: &[u8; BLOCK]) -> Result<Header, String> {
         let stored = number(slice(block, field::CHKSUM), "checksum")?;
-        let unsigned: i64 = block
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    b as i64
-                }
-            })
-            .sum();
-        let signed: i64 = block
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    b as i8 as i64
-                }
-            })
-            .sum();
+        let unsigned: i64 =
+            block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as i64 }).sum();
+        let signed: i64 =
+            block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as i8 as i64 }).sum();
         if stored != unsigned && stored != signed {
             return Err(format!(
                 "header checksum mismatch (stored {stored}, computed {unsigned}): not a tar header, or corrupt"
@@ -129,10 +97,7 @@ impl Header {
         let ustar = magic == b"ustar\x0000";
         let gnu = magic == b"ustar  \x00";
         if !ustar && !gnu && magic.iter().any(|&b| b != 0) {
-            return Err(format!(
-                "unknown header magic {:?}",
-                String::from_utf8_lossy(magic)
-            ));
+            return Err(format!("unknown header magic {:?}", String::from_utf8_lossy(magic)));
         }
         let mut name = cstr(slice(block, field::NAME)).to_vec();
         if ustar {
@@ -222,31 +187,16 @@ pub fn parse_pax(blob: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
         if rest.iter().all(|&b| b == 0) {
             break;
         }
-        let space = rest
-            .iter()
-            .take(20)
-            .position(|&b| b == b' ')
-            .ok_or("PAX record without a length")?;
-        let len_text = std::str::from_utf8(&rest[..space])
-            .ok()
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
-        let len: usize = len_text
-            .and_then(|t| t.parse().ok())
-            .ok_or("PAX record length is not a decimal number")?;
+        let space = rest.iter().take(20).position(|&b| b == b' ').ok_or("PAX record without a length")?;
+        let len_text =
+            std::str::from_utf8(&rest[..space]).ok().filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+        let len: usize = len_text.and_then(|t| t.parse().ok()).ok_or("PAX record length is not a decimal number")?;
         if len <= space + 1 || len > rest.len() {
-            return Err(format!(
-                "PAX record length {len} does not fit the {} bytes left",
-                rest.len()
-            ));
+            return Err(format!("PAX record length {len} does not fit the {} bytes left", rest.len()));
         }
         let record = &rest[space + 1..len];
-        let record = record
-            .strip_suffix(b"\n")
-            .ok_or("PAX record does not end with a newline (length is wrong)")?;
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("PAX record without '='")?;
+        let record = record.strip_suffix(b"\n").ok_or("PAX record does not end with a newline (length is wrong)")?;
+        let eq = record.iter().position(|&b| b == b'=').ok_or("PAX record without '='")?;
         let key = std::str::from_utf8(&record[..eq]).map_err(|_| "PAX record key is not UTF-8")?;
         if key.is_empty() {
             return Err("PAX record with an empty key".into());
@@ -281,22 +231,13 @@ mod tests {
 
     #[test]
     fn builder_round_trips_through_parser() {
-        let block = HeaderBuilder::new(b"Files/a", b'0', 0o644, 1234, 1_600_000_000)
-            .linkname(b"x")
-            .finish();
+        let block = HeaderBuilder::new(b"Files/a", b'0', 0o644, 1234, 1_600_000_000).linkname(b"x").finish();
         let h = Header::parse(&block).unwrap();
         assert_eq!(
-            (
-                h.name.as_slice(),
-                h.typeflag,
-                h.size,
-                h.mtime,
-                h.linkname.as_slice()
-            ),
+            (h.name.as_slice(), h.typeflag, h.size, h.mtime, h.linkname.as_slice()),
             (&b"Files/a"[..], b'0', 1234, 1_600_000_000, &b"x"[..])
         );
-        let big =
-            Header::parse(&HeaderBuilder::new(b"f", b'0', 0o644, 1 << 40, 0).finish()).unwrap();
+        let big = Header::parse(&HeaderBuilder::new(b"f", b'0', 0o644, 1 << 40, 0).finish()).unwrap();
         assert_eq!(big.size, 1 << 40);
     }
 
@@ -315,30 +256,15 @@ mod tests {
         assert_eq!(number(b"0000644\0", "m").unwrap(), 0o644);
         assert_eq!(number(b"  644 \0", "m").unwrap(), 0o644);
         assert_eq!(number(&[0xFF; 12], "m").unwrap(), -1);
-        assert_eq!(
-            number(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], "m").unwrap(),
-            256
-        );
+        assert_eq!(number(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], "m").unwrap(), 256);
         assert!(number(b"0009\0", "m").is_err());
-        assert!(
-            number(
-                &[
-                    0x80, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF
-                ],
-                "m"
-            )
-            .is_err()
-        );
+        assert!(number(&[0x80, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], "m").is_err());
     }
 
     #[test]
     fn pax_records() {
         let mut blob = Vec::new();
-        for (k, v) in [
-            ("path", &b"Files/x"[..]),
-            ("MSWINDOWS.fileattr", b"32"),
-            ("k", &[b'v'; 95][..]),
-        ] {
+        for (k, v) in [("path", &b"Files/x"[..]), ("MSWINDOWS.fileattr", b"32"), ("k", &[b'v'; 95][..])] {
             pax_record(&mut blob, k, v);
         }
         let parsed = parse_pax(&blob).unwrap();
@@ -346,24 +272,9 @@ mod tests {
         assert_eq!(parsed[2].1.len(), 95);
         assert!(blob.starts_with(b"16 path=Files/x\n"));
         // 95 + "k" + 3 = 99 body bytes: the length becomes 102 (three digits).
-        assert!(
-            blob.ends_with(&[b'v', b'\n'])
-                && std::str::from_utf8(&blob).unwrap().contains("\n102 k=")
-        );
-        for bad in [
-            &b"5 a=b\n"[..],
-            b"99 a=b\n",
-            b"x a=b\n",
-            b"6 ab\n\n",
-            b"7 =bcd\n",
-            b"6 a=bc",
-            b"7 a=bc!",
-        ] {
-            assert!(
-                parse_pax(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+        assert!(blob.ends_with(&[b'v', b'\n']) && std::str::from_utf8(&blob).unwrap().contains("\n102 k="));
+        for bad in [&b"5 a=b\n"[..], b"99 a=b\n", b"x a=b\n", b"6 ab\n\n", b"7 =bcd\n", b"6 a=bc", b"7 a=bc!"] {
+            assert!(parse_pax(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 }

@@ -54,11 +54,7 @@ pub struct Input {
 }
 
 enum Kind {
-    File {
-        reader: BufReader<File>,
-        shared: Arc<File>,
-        len: u64,
-    },
+    File { reader: BufReader<File>, shared: Arc<File>, len: u64 },
     Stream(Box<dyn Read + Send>),
 }
 
@@ -82,18 +78,14 @@ impl<R: BufRead> Read for ZstdFrames<R> {
                 return Ok(0);
             }
             self.current = Some(
-                StreamingDecoder::new_with_decoder(source, decoder).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"))
-                })?,
+                StreamingDecoder::new_with_decoder(source, decoder)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?,
             );
         }
     }
 }
 
-fn decompressor(
-    compression: Compression,
-    raw: impl BufRead + Send + 'static,
-) -> io::Result<Box<dyn Read + Send>> {
+fn decompressor(compression: Compression, raw: impl BufRead + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     Ok(match compression {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
@@ -122,21 +114,14 @@ impl Input {
         let compression = Compression::detect(&magic[..n]);
         if compression != Compression::None {
             return Ok(Input {
-                kind: Kind::Stream(decompressor(
-                    compression,
-                    BufReader::with_capacity(1 << 16, file),
-                )?),
+                kind: Kind::Stream(decompressor(compression, BufReader::with_capacity(1 << 16, file))?),
                 pos: 0,
                 compression,
             });
         }
         let shared = Arc::new(file.try_clone()?);
         Ok(Input {
-            kind: Kind::File {
-                reader: BufReader::with_capacity(HEADER_BUFFER, file),
-                shared,
-                len: meta.len(),
-            },
+            kind: Kind::File { reader: BufReader::with_capacity(HEADER_BUFFER, file), shared, len: meta.len() },
             pos: 0,
             compression,
         })
@@ -146,11 +131,7 @@ impl Input {
     pub fn from_reader(reader: impl Read + Send + 'static) -> io::Result<Input> {
         let mut raw = BufReader::with_capacity(1 << 16, reader);
         let compression = Compression::detect(raw.fill_buf()?);
-        Ok(Input {
-            kind: Kind::Stream(decompressor(compression, raw)?),
-            pos: 0,
-            compression,
-        })
+        Ok(Input { kind: Kind::Stream(decompressor(compression, raw)?), pos: 0, compression })
     }
 
     /// The compression detected.
@@ -243,10 +224,11 @@ impl<W: Write + Send + 'static> Output<W> {
     pub fn new(inner: W, compression: Compression) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Output::Plain(BufWriter::with_capacity(1 << 16, inner)),
-            Compression::Gzip => Output::Gzip(flate2::GzBuilder::new().mtime(0).write(
-                BufWriter::with_capacity(1 << 16, inner),
-                flate2::Compression::default(),
-            )),
+            Compression::Gzip => Output::Gzip(
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(BufWriter::with_capacity(1 << 16, inner), flate2::Compression::default()),
+            ),
             Compression::Zstd => {
                 let (reader, writer) = io::pipe()?;
                 let worker = std::thread::spawn(move || {
@@ -335,10 +317,7 @@ mod tests {
                 blob.extend(out.finish().unwrap());
             }
             let mut back = String::new();
-            Input::from_reader(io::Cursor::new(blob))
-                .unwrap()
-                .read_to_string(&mut back)
-                .unwrap();
+            Input::from_reader(io::Cursor::new(blob)).unwrap().read_to_string(&mut back).unwrap();
             assert_eq!(back, "first second", "{c:?}");
         }
     }

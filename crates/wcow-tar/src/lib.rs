@@ -27,11 +27,8 @@ pub fn canonicalize(input: Input) -> Result<Sorted> {
 /// Writes a sorted layer as a tar into `out`, refusing (before writing anything) a layer that
 /// breaks a rule.
 pub fn write_sorted<W: std::io::Write>(sorted: Sorted, out: W) -> Result<W> {
-    let problems: Vec<_> = sorted
-        .check()
-        .into_iter()
-        .filter(|p| p.severity == winlayer_core::Severity::Error)
-        .collect();
+    let problems: Vec<_> =
+        sorted.check().into_iter().filter(|p| p.severity == winlayer_core::Severity::Error).collect();
     if !problems.is_empty() {
         return Err(Error::Problems(problems));
     }

@@ -11,9 +11,7 @@ use winlayer_core::ea::ExtendedAttribute;
 use winlayer_core::path::{LayerPath, check_stream_name};
 use winlayer_core::reparse::Link;
 use winlayer_core::security::SecurityDescriptor;
-use winlayer_core::{
-    Data, Entry, EntryKind, Error, FileTime, LayerSink, LayerSource, Metadata, Result,
-};
+use winlayer_core::{Data, Entry, EntryKind, Error, FileTime, LayerSink, LayerSource, Metadata, Result};
 
 use crate::header::{BLOCK, Header, parse_pax};
 use crate::input::Input;
@@ -60,10 +58,7 @@ struct Raw {
 
 impl Raw {
     fn pax(&self, key: &str) -> Option<&[u8]> {
-        self.pax
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_slice())
+        self.pax.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
     }
 }
 
@@ -93,13 +88,7 @@ pub struct LayerReader {
 impl LayerReader {
     /// A reader over `input`.
     pub fn new(input: Input, mode: Mode) -> Self {
-        LayerReader {
-            input,
-            mode,
-            problems: Vec::new(),
-            tally: Tally::default(),
-            entries: 0,
-        }
+        LayerReader { input, mode, problems: Vec::new(), tally: Tally::default(), entries: 0 }
     }
 
     /// Problems found so far (all of them in [`Mode::Collect`]; warnings in either mode).
@@ -137,37 +126,23 @@ impl LayerReader {
 
     fn read_block(&mut self, block: &mut [u8; BLOCK]) -> Result<bool> {
         let at = self.input.position();
-        let n = self
-            .input
-            .read_full(block)
-            .map_err(|e| Error::io(format!("reading the tar at byte {at}"), e))?;
+        let n = self.input.read_full(block).map_err(|e| Error::io(format!("reading the tar at byte {at}"), e))?;
         match n {
             0 if at == 0 => Err(self.framing(at, "the input is empty")),
-            0 => Err(self.framing(
-                at,
-                "the archive ends without its end-of-archive blocks (truncated?)",
-            )),
+            0 => Err(self.framing(at, "the archive ends without its end-of-archive blocks (truncated?)")),
             BLOCK => Ok(true),
-            _ => Err(self.framing(
-                at,
-                format!("the archive is truncated inside a header ({n} of 512 bytes)"),
-            )),
+            _ => Err(self.framing(at, format!("the archive is truncated inside a header ({n} of 512 bytes)"))),
         }
     }
 
     fn read_small(&mut self, size: u64, limit: u64, what: &str, offset: u64) -> Result<Vec<u8>> {
         if size > limit {
-            return Err(self.framing(
-                offset,
-                format!("{what} of {size} bytes is larger than the {limit}-byte limit"),
-            ));
+            return Err(self.framing(offset, format!("{what} of {size} bytes is larger than the {limit}-byte limit")));
         }
         let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
         let mut buf = vec![0u8; padded as usize];
-        let n = self
-            .input
-            .read_full(&mut buf)
-            .map_err(|e| Error::io(format!("reading the {what} at byte {offset}"), e))?;
+        let n =
+            self.input.read_full(&mut buf).map_err(|e| Error::io(format!("reading the {what} at byte {offset}"), e))?;
         if n < buf.len() {
             return Err(self.framing(offset, format!("the archive is truncated inside a {what}")));
         }
@@ -186,57 +161,40 @@ impl LayerReader {
             self.read_block(&mut block)?;
             if Header::is_zero(&block) {
                 if !pax.is_empty() || long_name.is_some() || long_link.is_some() {
-                    return Err(self.framing(
-                        offset,
-                        "an extended header is not followed by the entry it describes",
-                    ));
+                    return Err(self.framing(offset, "an extended header is not followed by the entry it describes"));
                 }
                 return Ok(None);
             }
             let header = Header::parse(&block).map_err(|e| self.framing(offset, e))?;
             match header.typeflag {
                 b'x' => {
-                    let blob = self.read_small(
-                        header.size,
-                        MAX_PAX_HEADER,
-                        "PAX extended header",
-                        offset,
-                    )?;
+                    let blob = self.read_small(header.size, MAX_PAX_HEADER, "PAX extended header", offset)?;
                     for (k, v) in parse_pax(&blob).map_err(|e| self.framing(offset, e))? {
                         pax.retain(|(key, _)| *key != k);
                         pax.push((k, v));
                     }
                 }
-                b'g' => return Err(self.framing(
-                    offset,
-                    "PAX global header: global records are not part of the Windows layer dialect",
-                )),
+                b'g' => {
+                    return Err(self.framing(
+                        offset,
+                        "PAX global header: global records are not part of the Windows layer dialect",
+                    ));
+                }
                 b'L' | b'K' => {
-                    let mut name =
-                        self.read_small(header.size, MAX_LONG_NAME, "GNU long name", offset)?;
+                    let mut name = self.read_small(header.size, MAX_LONG_NAME, "GNU long name", offset)?;
                     while name.last() == Some(&0) {
                         name.pop();
                     }
-                    if header.typeflag == b'L' {
-                        long_name = Some(name)
-                    } else {
-                        long_link = Some(name)
-                    }
+                    if header.typeflag == b'L' { long_name = Some(name) } else { long_link = Some(name) }
                 }
                 _ => {
                     let mut header = header;
-                    if let Some(size) = pax
-                        .iter()
-                        .find(|(k, _)| k == "size")
-                        .map(|(_, v)| v.clone())
-                    {
+                    if let Some(size) = pax.iter().find(|(k, _)| k == "size").map(|(_, v)| v.clone()) {
                         header.size = std::str::from_utf8(&size)
                             .ok()
                             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                             .and_then(|s| s.parse().ok())
-                            .ok_or_else(|| {
-                                self.framing(offset, "PAX size record is not a decimal number")
-                            })?;
+                            .ok_or_else(|| self.framing(offset, "PAX size record is not a decimal number"))?;
                     }
                     let name = pax
                         .iter()
@@ -250,13 +208,7 @@ impl LayerReader {
                         .map(|(_, v)| v.clone())
                         .or(long_link)
                         .unwrap_or_else(|| header.linkname.clone());
-                    return Ok(Some(Raw {
-                        offset,
-                        header,
-                        pax,
-                        name,
-                        link,
-                    }));
+                    return Ok(Some(Raw { offset, header, pax, name, link }));
                 }
             }
         }
@@ -270,7 +222,10 @@ impl LayerReader {
             if let Some(left) = self.input.remaining()
                 && padded > left
             {
-                return Err(self.framing(raw.offset, format!("entry claims {size} bytes of data but only {left} bytes remain in the archive")));
+                return Err(self.framing(
+                    raw.offset,
+                    format!("entry claims {size} bytes of data but only {left} bytes remain in the archive"),
+                ));
             }
             self.entries += 1;
             let entry = match self.interpret(&raw) {
@@ -297,10 +252,7 @@ impl LayerReader {
             if skipped != rest {
                 return Err(self.framing(
                     raw.offset,
-                    format!(
-                        "the archive is truncated inside the data of {}",
-                        String::from_utf8_lossy(&raw.name)
-                    ),
+                    format!("the archive is truncated inside the data of {}", String::from_utf8_lossy(&raw.name)),
                 ));
             }
         }
@@ -319,22 +271,13 @@ impl LayerReader {
                 t.trailing_slash,
                 "entries end in '/'; hcsshim compares some names literally (UtilityVM/Files/ is not recognised)",
             ),
-            (
-                t.dot_slash,
-                "entries start with './'; hcsshim compares some names literally",
-            ),
-            (
-                t.stream_suffix,
-                "stream entries end in ':$DATA', which go-winio's importer does not expect",
-            ),
+            (t.dot_slash, "entries start with './'; hcsshim compares some names literally"),
+            (t.stream_suffix, "stream entries end in ':$DATA', which go-winio's importer does not expect"),
         ];
         for ((count, example), text) in notes {
             if count > 0 {
                 let example = example.unwrap_or_default();
-                self.problems.push(Problem::warning(
-                    None,
-                    format!("{count} {text} (first: {example})"),
-                ));
+                self.problems.push(Problem::warning(None, format!("{count} {text} (first: {example})")));
             }
         }
     }
@@ -342,12 +285,8 @@ impl LayerReader {
     /// Interprets one tar entry as a dialect entry; field problems are recorded (and the field
     /// dropped), entry problems are returned. `Ok(None)` skips the entry.
     fn interpret(&mut self, raw: &Raw) -> Result<Option<Entry>, Problem> {
-        let name = std::str::from_utf8(&raw.name).map_err(|_| {
-            Problem::error(
-                String::from_utf8_lossy(&raw.name).into_owned(),
-                "name is not valid UTF-8",
-            )
-        })?;
+        let name = std::str::from_utf8(&raw.name)
+            .map_err(|_| Problem::error(String::from_utf8_lossy(&raw.name).into_owned(), "name is not valid UTF-8"))?;
         let mut name = name;
         if let Some(rest) = name.strip_prefix("./") {
             tally(&mut self.tally.dot_slash, name);
@@ -355,11 +294,8 @@ impl LayerReader {
         }
         if name.is_empty() || name == "." {
             self.problems.push(
-                Problem::warning(
-                    Some("./".into()),
-                    "entry for the archive root ignored: a layer has no root entry",
-                )
-                .at(raw.offset),
+                Problem::warning(Some("./".into()), "entry for the archive root ignored: a layer has no root entry")
+                    .at(raw.offset),
             );
             return Ok(None);
         }
@@ -370,65 +306,40 @@ impl LayerReader {
         let err = |message: String| Problem::error(name.to_string(), message);
         let (dir, base) = name.rsplit_once('/').map_or(("", name), |(d, b)| (d, b));
         let join = |leaf: &str| {
-            if dir.is_empty() {
-                leaf.to_string()
-            } else {
-                format!("{dir}/{leaf}")
-            }
+            if dir.is_empty() { leaf.to_string() } else { format!("{dir}/{leaf}") }
         };
-        let parse = |p: &str| {
-            LayerPath::parse(p).map_err(|e| Problem::error(name.to_string(), e.to_string()))
-        };
+        let parse = |p: &str| LayerPath::parse(p).map_err(|e| Problem::error(name.to_string(), e.to_string()));
 
         if let Some(deleted) = base.strip_prefix(".wh.") {
             return Ok(Some(if deleted == ".wh..opq" {
                 let dir = parse(dir)?;
-                Entry {
-                    path: dir,
-                    kind: EntryKind::Opaque,
-                    meta: Metadata::default(),
-                }
+                Entry { path: dir, kind: EntryKind::Opaque, meta: Metadata::default() }
             } else {
-                Entry {
-                    path: parse(&join(deleted))?,
-                    kind: EntryKind::Whiteout,
-                    meta: Metadata::default(),
-                }
+                Entry { path: parse(&join(deleted))?, kind: EntryKind::Whiteout, meta: Metadata::default() }
             }));
         }
 
         let regular = matches!(raw.header.typeflag, b'0' | 0 | b'7');
         if let Some((owner, stream)) = base.split_once(':') {
-            let stream = match stream
-                .len()
-                .checked_sub(6)
-                .filter(|&i| stream.is_char_boundary(i))
-                .map(|i| stream.split_at(i))
-            {
-                Some((s, suffix)) if suffix.eq_ignore_ascii_case(":$DATA") => {
-                    tally(&mut self.tally.stream_suffix, name);
-                    s
-                }
-                _ => stream,
-            };
+            let stream =
+                match stream.len().checked_sub(6).filter(|&i| stream.is_char_boundary(i)).map(|i| stream.split_at(i)) {
+                    Some((s, suffix)) if suffix.eq_ignore_ascii_case(":$DATA") => {
+                        tally(&mut self.tally.stream_suffix, name);
+                        s
+                    }
+                    _ => stream,
+                };
             if stream.contains(':') {
-                return Err(err(format!(
-                    "stream {stream:?}: only $DATA streams can be stored"
-                )));
+                return Err(err(format!("stream {stream:?}: only $DATA streams can be stored")));
             }
             check_stream_name(stream).map_err(err)?;
             if !regular {
-                return Err(err(
-                    "an alternate data stream must be a regular-file tar entry".into(),
-                ));
+                return Err(err("an alternate data stream must be a regular-file tar entry".into()));
             }
             let path = parse(&join(owner))?;
             return Ok(Some(Entry {
                 path,
-                kind: EntryKind::Stream {
-                    name: stream.to_string(),
-                    size: raw.header.size,
-                },
+                kind: EntryKind::Stream { name: stream.to_string(), size: raw.header.size },
                 meta: Metadata::default(),
             }));
         }
@@ -445,17 +356,15 @@ impl LayerReader {
             }
         };
         let kind = match raw.header.typeflag {
-            _ if regular => EntryKind::File {
-                size: raw.header.size,
-            },
+            _ if regular => EntryKind::File { size: raw.header.size },
             b'5' => {
                 header_only("directory")?;
                 EntryKind::Directory
             }
             b'2' => {
                 header_only("symlink")?;
-                let target = std::str::from_utf8(&raw.link)
-                    .map_err(|_| err("link target is not valid UTF-8".into()))?;
+                let target =
+                    std::str::from_utf8(&raw.link).map_err(|_| err("link target is not valid UTF-8".into()))?;
                 EntryKind::Symlink(Link {
                     target: target.replace('/', "\\"),
                     junction: raw.pax(keys::MOUNTPOINT).is_some(),
@@ -463,38 +372,26 @@ impl LayerReader {
             }
             b'1' => {
                 header_only("hard link")?;
-                let target = std::str::from_utf8(&raw.link)
-                    .map_err(|_| err("hard link target is not valid UTF-8".into()))?;
-                let target = target.strip_prefix("./").unwrap_or(target);
                 let target =
-                    LayerPath::parse(target).map_err(|e| err(format!("hard link target: {e}")))?;
+                    std::str::from_utf8(&raw.link).map_err(|_| err("hard link target is not valid UTF-8".into()))?;
+                let target = target.strip_prefix("./").unwrap_or(target);
+                let target = LayerPath::parse(target).map_err(|e| err(format!("hard link target: {e}")))?;
                 EntryKind::HardLink { target }
             }
             b'3' | b'4' | b'6' => {
-                return Err(err(
-                    "character devices, block devices and FIFOs have no Windows form".into(),
-                ));
+                return Err(err("character devices, block devices and FIFOs have no Windows form".into()));
             }
             b'S' => {
-                return Err(err(
-                    "GNU sparse entries are not part of the Windows layer dialect".into(),
-                ));
+                return Err(err("GNU sparse entries are not part of the Windows layer dialect".into()));
             }
             t => return Err(err(format!("unsupported tar entry type {:?}", t as char))),
         };
-        let meta = self
-            .metadata(raw, &path, &kind)
-            .map_err(|p| p.at(raw.offset))?;
+        let meta = self.metadata(raw, &path, &kind).map_err(|p| p.at(raw.offset))?;
         Ok(Some(Entry { path, kind, meta }))
     }
 
     /// The Windows metadata of an object entry. Broken fields are reported and dropped.
-    fn metadata(
-        &mut self,
-        raw: &Raw,
-        path: &LayerPath,
-        kind: &EntryKind,
-    ) -> Result<Metadata, Problem> {
+    fn metadata(&mut self, raw: &Raw, path: &LayerPath, kind: &EntryKind) -> Result<Metadata, Problem> {
         let name = path.to_string();
         let mut dropped: Vec<Problem> = Vec::new();
         let field_error = |message: String| Problem::error(name.clone(), message).at(raw.offset);
@@ -511,23 +408,15 @@ impl LayerReader {
         };
         let mtime = match time("mtime")? {
             Some(t) => t,
-            None => FileTime::from_unix(raw.header.mtime, 0).ok_or_else(|| {
-                Problem::error(
-                    name.clone(),
-                    format!("mtime {} is before 1601", raw.header.mtime),
-                )
-            })?,
+            None => FileTime::from_unix(raw.header.mtime, 0)
+                .ok_or_else(|| Problem::error(name.clone(), format!("mtime {} is before 1601", raw.header.mtime)))?,
         };
         let (atime, ctime) = (time("atime")?, time("ctime")?);
         if atime.is_none() || ctime.is_none() {
             tally(&mut self.tally.no_times, &name);
         }
         let mut meta = Metadata {
-            attributes: if *kind == EntryKind::Directory {
-                attrs::DIRECTORY
-            } else {
-                0
-            },
+            attributes: if *kind == EntryKind::Directory { attrs::DIRECTORY } else { 0 },
             creation: time(keys::CREATIONTIME)?.unwrap_or(mtime),
             last_write: mtime,
             last_access: atime.unwrap_or(mtime),
@@ -570,26 +459,14 @@ impl LayerReader {
         for (key, value) in &raw.pax {
             if let Some(ea_name) = key.strip_prefix(keys::XATTR) {
                 match b64.decode(value) {
-                    Ok(v) => meta.eas.push(ExtendedAttribute {
-                        name: ea_name.as_bytes().to_vec(),
-                        value: v,
-                    }),
+                    Ok(v) => meta.eas.push(ExtendedAttribute { name: ea_name.as_bytes().to_vec(), value: v }),
                     Err(e) => dropped.push(field_error(format!("{key}: bad base64 ({e})"))),
                 }
             } else if key.starts_with("GNU.sparse.") {
-                return Err(Problem::error(
-                    name.clone(),
-                    "PAX sparse files are not part of the Windows layer dialect",
-                ));
+                return Err(Problem::error(name.clone(), "PAX sparse files are not part of the Windows layer dialect"));
             } else if (key.starts_with("MSWINDOWS.") || key.starts_with("LIBARCHIVE."))
-                && ![
-                    keys::FILEATTR,
-                    keys::RAWSD,
-                    keys::SD,
-                    keys::MOUNTPOINT,
-                    keys::CREATIONTIME,
-                ]
-                .contains(&key.as_str())
+                && ![keys::FILEATTR, keys::RAWSD, keys::SD, keys::MOUNTPOINT, keys::CREATIONTIME]
+                    .contains(&key.as_str())
             {
                 dropped.push(
                     Problem::warning(
@@ -602,8 +479,7 @@ impl LayerReader {
         }
         meta.eas.sort();
         for p in dropped {
-            self.problem(p)
-                .map_err(|e| Problem::error(name.clone(), e.to_string()))?;
+            self.problem(p).map_err(|e| Problem::error(name.clone(), e.to_string()))?;
         }
         Ok(meta)
     }
@@ -621,8 +497,7 @@ pub fn read_all(input: Input) -> Result<Vec<(Entry, Vec<u8>)>> {
     impl LayerSink for Gather {
         fn entry(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
             let mut bytes = Vec::new();
-            data.read_to_end(&mut bytes)
-                .map_err(|e| Error::io(format!("reading {}", entry.path), e))?;
+            data.read_to_end(&mut bytes).map_err(|e| Error::io(format!("reading {}", entry.path), e))?;
             if bytes.len() as u64 != entry.kind.data_len() {
                 return Err(Error::Invalid(format!(
                     "{}: data ends after {} of {} bytes",

@@ -29,11 +29,7 @@ pub struct TarWriter<W: Write> {
 impl<W: Write> TarWriter<W> {
     /// A writer into `out` (wrap it in a buffer).
     pub fn new(out: W) -> Self {
-        TarWriter {
-            out,
-            owner: None,
-            written: 0,
-        }
+        TarWriter { out, owner: None, written: 0 }
     }
 
     /// Bytes written so far.
@@ -44,16 +40,12 @@ impl<W: Write> TarWriter<W> {
     /// Writes the end-of-archive blocks and returns the inner writer.
     pub fn finish(mut self) -> Result<W> {
         self.put(&[0u8; 2 * BLOCK])?;
-        self.out
-            .flush()
-            .map_err(|e| Error::io("flushing the tar", e))?;
+        self.out.flush().map_err(|e| Error::io("flushing the tar", e))?;
         Ok(self.out)
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| Error::io("writing the tar", e))?;
+        self.out.write_all(bytes).map_err(|e| Error::io("writing the tar", e))?;
         self.written += bytes.len() as u64;
         Ok(())
     }
@@ -85,9 +77,7 @@ impl<W: Write> TarWriter<W> {
             records.push(("size".into(), size.to_string().into_bytes()));
         }
         let header_mtime = match mtime {
-            Some(t)
-                if !t.has_fraction() && (0..=OCTAL_11_MAX as i64).contains(&t.unix_seconds()) =>
-            {
+            Some(t) if !t.has_fraction() && (0..=OCTAL_11_MAX as i64).contains(&t.unix_seconds()) => {
                 t.unix_seconds() as u64
             }
             Some(t) => {
@@ -103,13 +93,9 @@ impl<W: Write> TarWriter<W> {
                 pax_record(&mut blob, k, v);
             }
             let (dir, base) = name.rsplit_once('/').map_or(("", name), |(d, b)| (d, b));
-            let pax_name = if dir.is_empty() {
-                format!("PaxHeaders.0/{base}")
-            } else {
-                format!("{dir}/PaxHeaders.0/{base}")
-            };
-            let block = HeaderBuilder::new(&ascii_prefix(&pax_name), b'x', 0, blob.len() as u64, 0)
-                .finish();
+            let pax_name =
+                if dir.is_empty() { format!("PaxHeaders.0/{base}") } else { format!("{dir}/PaxHeaders.0/{base}") };
+            let block = HeaderBuilder::new(&ascii_prefix(&pax_name), b'x', 0, blob.len() as u64, 0).finish();
             self.put(&block)?;
             self.put(&blob)?;
             self.pad(blob.len() as u64)?;
@@ -124,29 +110,14 @@ impl<W: Write> TarWriter<W> {
 /// The ustar name field for a name: ASCII (other characters as `_`), at most 100 bytes; the
 /// full name then travels in a PAX record.
 fn ascii_prefix(name: &str) -> Vec<u8> {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii() && c != '\0' {
-                c as u8
-            } else {
-                b'_'
-            }
-        })
-        .take(100)
-        .collect()
+    name.chars().map(|c| if c.is_ascii() && c != '\0' { c as u8 } else { b'_' }).take(100).collect()
 }
 
 /// The PAX records of an object: attributes, times, and for full objects security and EAs.
 fn object_records(meta: &Metadata, full: bool) -> Vec<(String, Vec<u8>)> {
     let mut r = vec![
-        (
-            keys::FILEATTR.to_string(),
-            meta.attributes.to_string().into_bytes(),
-        ),
-        (
-            keys::CREATIONTIME.to_string(),
-            meta.creation.to_pax().into_bytes(),
-        ),
+        (keys::FILEATTR.to_string(), meta.attributes.to_string().into_bytes()),
+        (keys::CREATIONTIME.to_string(), meta.creation.to_pax().into_bytes()),
         ("atime".to_string(), meta.last_access.to_pax().into_bytes()),
         ("ctime".to_string(), meta.change.to_pax().into_bytes()),
     ];
@@ -171,27 +142,11 @@ impl<W: Write> LayerSink for TarWriter<W> {
         let meta = &entry.meta;
         match &entry.kind {
             EntryKind::Directory => {
-                self.header(
-                    path,
-                    b'5',
-                    0o755,
-                    0,
-                    Some(meta.last_write),
-                    "",
-                    object_records(meta, true),
-                )?;
+                self.header(path, b'5', 0o755, 0, Some(meta.last_write), "", object_records(meta, true))?;
                 self.owner = Some((meta.clone(), 0o755));
             }
             EntryKind::File { size } => {
-                self.header(
-                    path,
-                    b'0',
-                    0o644,
-                    *size,
-                    Some(meta.last_write),
-                    "",
-                    object_records(meta, true),
-                )?;
+                self.header(path, b'0', 0o644, *size, Some(meta.last_write), "", object_records(meta, true))?;
                 copy_exact(data, *size, &mut self.out, &entry.path)?;
                 self.written += size;
                 self.pad(*size)?;
@@ -202,46 +157,23 @@ impl<W: Write> LayerSink for TarWriter<W> {
                 if link.junction {
                     records.push((keys::MOUNTPOINT.to_string(), b"1".to_vec()));
                 }
-                self.header(
-                    path,
-                    b'2',
-                    0o777,
-                    0,
-                    Some(meta.last_write),
-                    &link.target,
-                    records,
-                )?;
+                self.header(path, b'2', 0o777, 0, Some(meta.last_write), &link.target, records)?;
                 self.owner = Some((meta.clone(), 0o777));
             }
             EntryKind::HardLink { target } => {
-                self.header(
-                    path,
-                    b'1',
-                    0o644,
-                    0,
-                    Some(meta.last_write),
-                    target.as_str(),
-                    object_records(meta, false),
-                )?;
+                self.header(path, b'1', 0o644, 0, Some(meta.last_write), target.as_str(), object_records(meta, false))?;
                 self.owner = None;
             }
             EntryKind::Stream { name, size } => {
-                let (owner, mode) = self.owner.clone().ok_or_else(|| {
-                    Error::Invalid(format!("{path}:{name}: stream without an owner before it"))
-                })?;
+                let (owner, mode) = self
+                    .owner
+                    .clone()
+                    .ok_or_else(|| Error::Invalid(format!("{path}:{name}: stream without an owner before it")))?;
                 let records = vec![
                     ("atime".to_string(), owner.last_access.to_pax().into_bytes()),
                     ("ctime".to_string(), owner.change.to_pax().into_bytes()),
                 ];
-                self.header(
-                    &format!("{path}:{name}"),
-                    b'0',
-                    mode,
-                    *size,
-                    Some(owner.last_write),
-                    "",
-                    records,
-                )?;
+                self.header(&format!("{path}:{name}"), b'0', mode, *size, Some(owner.last_write), "", records)?;
                 copy_exact(data, *size, &mut self.out, &entry.path)?;
                 self.written += size;
                 self.pad(*size)?;

@@ -50,11 +50,7 @@ const LETTERS: &[(u32, char)] = &[
 /// The attribute letters of `attrs` (`RHSDANTPLCOIEV`), `-` when none is set; bits without a
 /// letter are only visible in the hex form.
 pub fn letters(attrs: u32) -> String {
-    let s: String = LETTERS
-        .iter()
-        .filter(|(bit, _)| attrs & bit != 0)
-        .map(|(_, c)| *c)
-        .collect();
+    let s: String = LETTERS.iter().filter(|(bit, _)| attrs & bit != 0).map(|(_, c)| *c).collect();
     if s.is_empty() { "-".to_string() } else { s }
 }
 

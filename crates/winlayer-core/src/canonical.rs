@@ -9,20 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::check::{Checker, Problem};
-use crate::entry::{
-    Data, Entry, EntryKind, Error, LayerSink, LayerSource, Metadata, Origin, Result,
-};
+use crate::entry::{Data, Entry, EntryKind, Error, LayerSink, LayerSource, Metadata, Origin, Result};
 use crate::path::LayerPath;
 
 /// Sort key: one `(class, name)` pair per level. Within a directory come, in this order, its
 /// streams (class 0), its opaque marker (1), the whiteouts of its children (2), then its
 /// children (3), each group by byte order of the name, so the walk is depth-first, pre-order.
 pub fn canonical_key(entry: &Entry) -> Vec<(u8, String)> {
-    let object = |p: &LayerPath| {
-        p.components()
-            .map(|c| (3u8, c.to_string()))
-            .collect::<Vec<_>>()
-    };
+    let object = |p: &LayerPath| p.components().map(|c| (3u8, c.to_string())).collect::<Vec<_>>();
     match &entry.kind {
         EntryKind::Stream { name, .. } => {
             let mut key = object(&entry.path);
@@ -73,11 +67,7 @@ impl Default for Collector {
 impl Collector {
     /// An empty collector.
     pub fn new() -> Self {
-        Collector {
-            items: Vec::new(),
-            spool: None,
-            spool_len: 0,
-        }
+        Collector { items: Vec::new(), spool: None, spool_len: 0 }
     }
 
     /// Sorts into canonical order: every hard-link group carried by its first name in that
@@ -85,33 +75,21 @@ impl Collector {
     pub fn finish(self) -> Result<Sorted> {
         let spool = match self.spool {
             Some(w) => {
-                Some(Arc::new(w.into_inner().map_err(|e| {
-                    Error::io("flushing the spool file", e.into_error())
-                })?))
+                Some(Arc::new(w.into_inner().map_err(|e| Error::io("flushing the spool file", e.into_error()))?))
             }
             None => None,
         };
         let mut items = self.items;
         resolve_links(&mut items);
-        let mut keyed: Vec<_> = items
-            .into_iter()
-            .map(|item| (canonical_key(&item.0), item))
-            .collect();
+        let mut keyed: Vec<_> = items.into_iter().map(|item| (canonical_key(&item.0), item)).collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Sorted {
-            items: keyed.into_iter().map(|(_, item)| item).collect(),
-            spool,
-        })
+        Ok(Sorted { items: keyed.into_iter().map(|(_, item)| item).collect(), spool })
     }
 }
 
 /// Metadata a hard-link entry carries: the file's attributes and times, no security or EAs.
 fn link_metadata(meta: &Metadata) -> Metadata {
-    Metadata {
-        security: None,
-        eas: Vec::new(),
-        ..meta.clone()
-    }
+    Metadata { security: None, eas: Vec::new(), ..meta.clone() }
 }
 
 fn resolve_links(items: &mut [(Entry, Stored)]) {
@@ -157,35 +135,18 @@ fn resolve_links(items: &mut [(Entry, Stored)]) {
             .min_by(|&a, &b| canonical_cmp(&items[a].0, &items[b].0))
             .unwrap_or(root);
         if primary != root {
-            let (kind, meta, data) = (
-                items[root].0.kind.clone(),
-                items[root].0.meta.clone(),
-                items[root].1.clone(),
-            );
+            let (kind, meta, data) = (items[root].0.kind.clone(), items[root].0.meta.clone(), items[root].1.clone());
             let new_path = items[primary].0.path.clone();
-            for &s in streams
-                .get(&items[root].0.path.folded())
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-            {
+            for &s in streams.get(&items[root].0.path.folded()).map(Vec::as_slice).unwrap_or(&[]) {
                 items[s].0.path = new_path.clone();
             }
-            items[primary] = (
-                Entry {
-                    path: new_path,
-                    kind,
-                    meta,
-                },
-                data,
-            );
+            items[primary] = (Entry { path: new_path, kind, meta }, data);
             items[root].1 = Stored::None;
         }
         let target = items[primary].0.path.clone();
         let meta = link_metadata(&items[primary].0.meta);
         for i in links.into_iter().chain([root]).filter(|&i| i != primary) {
-            items[i].0.kind = EntryKind::HardLink {
-                target: target.clone(),
-            };
+            items[i].0.kind = EntryKind::HardLink { target: target.clone() };
             items[i].0.meta = meta.clone();
         }
     }
@@ -202,19 +163,15 @@ impl LayerSink for Collector {
                 Origin::Path(path) => Stored::Path(path, len),
                 Origin::Stream => {
                     if self.spool.is_none() {
-                        let file = tempfile::tempfile()
-                            .map_err(|e| Error::io("creating a spool file for entry data", e))?;
+                        let file =
+                            tempfile::tempfile().map_err(|e| Error::io("creating a spool file for entry data", e))?;
                         self.spool = Some(BufWriter::with_capacity(1 << 20, file));
                     }
                     let spool = self.spool.as_mut().expect("spool was just created");
-                    let copied = io::copy(&mut data.take(len), spool).map_err(|e| {
-                        Error::io(format!("spooling the data of {}", entry.path), e)
-                    })?;
+                    let copied = io::copy(&mut data.take(len), spool)
+                        .map_err(|e| Error::io(format!("spooling the data of {}", entry.path), e))?;
                     if copied != len {
-                        return Err(Error::Invalid(format!(
-                            "{}: data ends after {copied} of {len} bytes",
-                            entry.path
-                        )));
+                        return Err(Error::Invalid(format!("{}: data ends after {copied} of {len} bytes", entry.path)));
                     }
                     let at = self.spool_len;
                     self.spool_len += len;
@@ -252,14 +209,10 @@ impl LayerSource for Sorted {
         for (entry, stored) in &self.items {
             let mut reader = match stored {
                 Stored::None => None,
-                Stored::Range(file, offset, len) => {
-                    Some(RangeReader::new(file.clone(), *offset, *len))
+                Stored::Range(file, offset, len) => Some(RangeReader::new(file.clone(), *offset, *len)),
+                Stored::Spool(offset, len) => {
+                    Some(RangeReader::new(self.spool.clone().expect("spooled data without a spool"), *offset, *len))
                 }
-                Stored::Spool(offset, len) => Some(RangeReader::new(
-                    self.spool.clone().expect("spooled data without a spool"),
-                    *offset,
-                    *len,
-                )),
                 Stored::Path(..) => None,
             };
             let mut data = match (stored, reader.as_mut()) {
@@ -287,11 +240,7 @@ pub struct RangeReader {
 impl RangeReader {
     /// `len` bytes of `file` from `offset`.
     pub fn new(file: Arc<File>, offset: u64, len: u64) -> Self {
-        RangeReader {
-            file,
-            pos: offset,
-            end: offset + len,
-        }
+        RangeReader { file, pos: offset, end: offset + len }
     }
 }
 
@@ -306,10 +255,7 @@ impl Read for RangeReader {
         #[cfg(windows)]
         let n = std::os::windows::fs::FileExt::seek_read(&*self.file, &mut buf[..want], self.pos)?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shorter than the entry's data",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than the entry's data"));
         }
         self.pos += n as u64;
         Ok(n)
@@ -318,18 +264,10 @@ impl Read for RangeReader {
 
 /// Copies data into a writer and checks the length, so a short source is an error, not a
 /// silently truncated entry.
-pub fn copy_exact(
-    data: &mut dyn Read,
-    len: u64,
-    out: &mut dyn Write,
-    what: &LayerPath,
-) -> Result<()> {
-    let copied = io::copy(&mut data.take(len), out)
-        .map_err(|e| Error::io(format!("copying the data of {what}"), e))?;
+pub fn copy_exact(data: &mut dyn Read, len: u64, out: &mut dyn Write, what: &LayerPath) -> Result<()> {
+    let copied = io::copy(&mut data.take(len), out).map_err(|e| Error::io(format!("copying the data of {what}"), e))?;
     if copied != len {
-        return Err(Error::Invalid(format!(
-            "{what}: data ends after {copied} of {len} bytes"
-        )));
+        return Err(Error::Invalid(format!("{what}: data ends after {copied} of {len} bytes")));
     }
     Ok(())
 }
@@ -362,78 +300,23 @@ mod tests {
     fn feed(c: &mut Collector, path: &str, kind: EntryKind, m: Metadata, bytes: &[u8]) {
         let mut r: &[u8] = bytes;
         let len = bytes.len() as u64;
-        c.entry(
-            &Entry {
-                path: p(path),
-                kind,
-                meta: m,
-            },
-            &mut Data::from_reader(&mut r, len, Origin::Stream),
-        )
-        .unwrap();
+        c.entry(&Entry { path: p(path), kind, meta: m }, &mut Data::from_reader(&mut r, len, Origin::Stream)).unwrap();
     }
 
     #[test]
     fn sorts_and_moves_link_groups_to_their_first_name() {
         let mut c = Collector::new();
-        feed(
-            &mut c,
-            "Files",
-            EntryKind::Directory,
-            meta(attrs::DIRECTORY, 1),
-            b"",
-        );
-        feed(
-            &mut c,
-            "Files/z",
-            EntryKind::File { size: 4 },
-            meta(attrs::ARCHIVE, 2),
-            b"data",
-        );
-        feed(
-            &mut c,
-            "Files/z",
-            EntryKind::Stream {
-                name: "s".into(),
-                size: 2,
-            },
-            Metadata::default(),
-            b"ss",
-        );
-        feed(
-            &mut c,
-            "Files/m",
-            EntryKind::HardLink {
-                target: p("Files/z"),
-            },
-            meta(0, 9),
-            b"",
-        );
-        feed(
-            &mut c,
-            "Files/a",
-            EntryKind::HardLink {
-                target: p("Files/m"),
-            },
-            meta(0, 9),
-            b"",
-        );
-        feed(
-            &mut c,
-            "Files/q",
-            EntryKind::Whiteout,
-            Metadata::default(),
-            b"",
-        );
+        feed(&mut c, "Files", EntryKind::Directory, meta(attrs::DIRECTORY, 1), b"");
+        feed(&mut c, "Files/z", EntryKind::File { size: 4 }, meta(attrs::ARCHIVE, 2), b"data");
+        feed(&mut c, "Files/z", EntryKind::Stream { name: "s".into(), size: 2 }, Metadata::default(), b"ss");
+        feed(&mut c, "Files/m", EntryKind::HardLink { target: p("Files/z") }, meta(0, 9), b"");
+        feed(&mut c, "Files/a", EntryKind::HardLink { target: p("Files/m") }, meta(0, 9), b"");
+        feed(&mut c, "Files/q", EntryKind::Whiteout, Metadata::default(), b"");
         let sorted = c.finish().unwrap();
         assert_eq!(sorted.check(), vec![]);
         let mut rec = Record(Vec::new());
         sorted.send_to(&mut rec).unwrap();
-        let got: Vec<_> = rec
-            .0
-            .iter()
-            .map(|(e, d)| (e.path.to_string(), e.kind.name(), d.clone()))
-            .collect();
+        let got: Vec<_> = rec.0.iter().map(|(e, d)| (e.path.to_string(), e.kind.name(), d.clone())).collect();
         assert_eq!(
             got,
             vec![
@@ -445,18 +328,9 @@ mod tests {
                 ("Files/z".into(), "hardlink", vec![]),
             ]
         );
-        let links: Vec<_> = rec
-            .0
-            .iter()
-            .filter(|(e, _)| matches!(e.kind, EntryKind::HardLink { .. }))
-            .collect();
+        let links: Vec<_> = rec.0.iter().filter(|(e, _)| matches!(e.kind, EntryKind::HardLink { .. })).collect();
         for (e, _) in links {
-            assert_eq!(
-                e.kind,
-                EntryKind::HardLink {
-                    target: p("Files/a")
-                }
-            );
+            assert_eq!(e.kind, EntryKind::HardLink { target: p("Files/a") });
             assert_eq!(e.meta, link_metadata(&meta(attrs::ARCHIVE, 2)));
         }
         assert_eq!(rec.0[2].0.meta, meta(attrs::ARCHIVE, 2));
@@ -465,60 +339,15 @@ mod tests {
     #[test]
     fn link_loops_and_external_targets_stay_links() {
         let mut c = Collector::new();
-        feed(
-            &mut c,
-            "Files",
-            EntryKind::Directory,
-            meta(attrs::DIRECTORY, 1),
-            b"",
-        );
-        feed(
-            &mut c,
-            "Files/b",
-            EntryKind::HardLink {
-                target: p("Files/c"),
-            },
-            meta(0, 1),
-            b"",
-        );
-        feed(
-            &mut c,
-            "Files/c",
-            EntryKind::HardLink {
-                target: p("Files/b"),
-            },
-            meta(0, 1),
-            b"",
-        );
-        feed(
-            &mut c,
-            "Files/d",
-            EntryKind::HardLink {
-                target: p("Files/parent-layer"),
-            },
-            meta(0, 1),
-            b"",
-        );
+        feed(&mut c, "Files", EntryKind::Directory, meta(attrs::DIRECTORY, 1), b"");
+        feed(&mut c, "Files/b", EntryKind::HardLink { target: p("Files/c") }, meta(0, 1), b"");
+        feed(&mut c, "Files/c", EntryKind::HardLink { target: p("Files/b") }, meta(0, 1), b"");
+        feed(&mut c, "Files/d", EntryKind::HardLink { target: p("Files/parent-layer") }, meta(0, 1), b"");
         let sorted = c.finish().unwrap();
         let kinds: Vec<_> = sorted.entries().map(|e| e.kind.clone()).collect();
-        assert_eq!(
-            kinds[1],
-            EntryKind::HardLink {
-                target: p("Files/c")
-            }
-        );
-        assert_eq!(
-            kinds[3],
-            EntryKind::HardLink {
-                target: p("Files/parent-layer")
-            }
-        );
+        assert_eq!(kinds[1], EntryKind::HardLink { target: p("Files/c") });
+        assert_eq!(kinds[3], EntryKind::HardLink { target: p("Files/parent-layer") });
         // The loop is reported by the checker rather than resolved.
-        assert!(
-            sorted
-                .check()
-                .iter()
-                .any(|p| p.message.contains("comes after the link"))
-        );
+        assert!(sorted.check().iter().any(|p| p.message.contains("comes after the link")));
     }
 }

@@ -35,22 +35,12 @@ pub struct Problem {
 impl Problem {
     /// An error about `path`.
     pub fn error(path: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        Problem {
-            severity: Severity::Error,
-            path: path.into(),
-            offset: None,
-            message: message.into(),
-        }
+        Problem { severity: Severity::Error, path: path.into(), offset: None, message: message.into() }
     }
 
     /// A warning about `path`.
     pub fn warning(path: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        Problem {
-            severity: Severity::Warning,
-            path: path.into(),
-            offset: None,
-            message: message.into(),
-        }
+        Problem { severity: Severity::Warning, path: path.into(), offset: None, message: message.into() }
     }
 
     /// The same problem, located at a byte offset.
@@ -124,13 +114,11 @@ impl Checker {
     }
 
     fn error(&mut self, path: &LayerPath, message: impl Into<String>) {
-        self.problems
-            .push(Problem::error(path.to_string(), message));
+        self.problems.push(Problem::error(path.to_string(), message));
     }
 
     fn warning(&mut self, path: &LayerPath, message: impl Into<String>) {
-        self.problems
-            .push(Problem::warning(path.to_string(), message));
+        self.problems.push(Problem::warning(path.to_string(), message));
     }
 
     /// Checks one entry.
@@ -150,12 +138,12 @@ impl Checker {
         if let Some((other, _)) = self.seen.get(&folded) {
             let other = other.clone();
             if other == *path {
+                self.error(path, "duplicate path: the layer already has an entry with this name");
+            } else {
                 self.error(
                     path,
-                    "duplicate path: the layer already has an entry with this name",
+                    format!("names differ only in case from {other}, which Windows treats as the same name"),
                 );
-            } else {
-                self.error(path, format!("names differ only in case from {other}, which Windows treats as the same name"));
             }
             return;
         }
@@ -163,18 +151,13 @@ impl Checker {
             self.warning(path, "also deleted by a whiteout in this layer: Windows' importer deletes the added entry, OCI tools keep it");
         }
         if path.file_name().starts_with(".wh.") {
-            self.error(
-                path,
-                "names starting with .wh. are reserved for whiteouts in layer tars",
-            );
+            self.error(path, "names starting with .wh. are reserved for whiteouts in layer tars");
         }
         self.check_parent(path);
         self.check_metadata(entry);
         let seen = match &entry.kind {
             EntryKind::Directory => Seen::Directory,
-            EntryKind::Symlink(_) if entry.meta.attributes & attrs::DIRECTORY != 0 => {
-                Seen::DirectoryLink
-            }
+            EntryKind::Symlink(_) if entry.meta.attributes & attrs::DIRECTORY != 0 => Seen::DirectoryLink,
             EntryKind::HardLink { target } => {
                 self.check_link(path, target);
                 Seen::HardLink
@@ -183,17 +166,11 @@ impl Checker {
         };
         if path.parent().is_none() || path.as_str() == "UtilityVM/Files" {
             if seen != Seen::Directory {
-                self.error(
-                    path,
-                    format!("{path} must be a directory, not a {}", entry.kind.name()),
-                );
+                self.error(path, format!("{path} must be a directory, not a {}", entry.kind.name()));
             }
             self.has_files |= path.as_str() == "Files";
         }
-        if matches!(
-            entry.kind,
-            EntryKind::Directory | EntryKind::File { .. } | EntryKind::Symlink(_)
-        ) {
+        if matches!(entry.kind, EntryKind::Directory | EntryKind::File { .. } | EntryKind::Symlink(_)) {
             self.owner = Some((path.clone(), HashSet::new()));
         }
         self.seen.insert(folded, (path.clone(), seen));
@@ -203,8 +180,13 @@ impl Checker {
         let Some(parent) = path.parent() else { return };
         match self.seen.get(&parent.folded()).map(|(_, s)| *s) {
             Some(Seen::Directory) => {}
-            None => self.error(path, format!("parent directory {parent} has no entry before this one (importers create no missing parents)")),
-            Some(Seen::DirectoryLink) => self.error(path, format!("parent {parent} is a directory link; writing through it is refused")),
+            None => self.error(
+                path,
+                format!("parent directory {parent} has no entry before this one (importers create no missing parents)"),
+            ),
+            Some(Seen::DirectoryLink) => {
+                self.error(path, format!("parent {parent} is a directory link; writing through it is refused"))
+            }
             Some(_) => self.error(path, format!("parent {parent} is not a directory")),
         }
     }
@@ -218,9 +200,12 @@ impl Checker {
             EntryKind::File { .. } if a & attrs::DIRECTORY != 0 => {
                 self.error(path, format!("regular file with FILE_ATTRIBUTE_DIRECTORY in its attributes (0x{a:x})"))
             }
-            EntryKind::Directory | EntryKind::File { .. } if a & attrs::REPARSE_POINT != 0 => {
-                self.error(path, format!("FILE_ATTRIBUTE_REPARSE_POINT set (0x{a:x}) but the entry is not a link, so it has no reparse data"))
-            }
+            EntryKind::Directory | EntryKind::File { .. } if a & attrs::REPARSE_POINT != 0 => self.error(
+                path,
+                format!(
+                    "FILE_ATTRIBUTE_REPARSE_POINT set (0x{a:x}) but the entry is not a link, so it has no reparse data"
+                ),
+            ),
             EntryKind::Symlink(link) => {
                 if let Err(e) = link.check() {
                     self.error(path, e.to_string());
@@ -236,11 +221,14 @@ impl Checker {
     }
 
     fn check_link(&mut self, path: &LayerPath, target: &LayerPath) {
-        let linkable = |p: &LayerPath| {
-            p.as_str().starts_with("Files/") || p.as_str().starts_with("UtilityVM/Files/")
-        };
+        let linkable = |p: &LayerPath| p.as_str().starts_with("Files/") || p.as_str().starts_with("UtilityVM/Files/");
         if !linkable(path) || !linkable(target) {
-            self.error(path, format!("hard link {path} -> {target}: links and their targets must lie under Files/ or UtilityVM/Files/"));
+            self.error(
+                path,
+                format!(
+                    "hard link {path} -> {target}: links and their targets must lie under Files/ or UtilityVM/Files/"
+                ),
+            );
             return;
         }
         if target == path {
@@ -280,15 +268,11 @@ impl Checker {
 
     fn check_whiteout(&mut self, entry: &Entry) {
         let path = &entry.path;
-        let deletable =
-            path.as_str().starts_with("Files/") || path.as_str().starts_with("UtilityVM/Files/");
+        let deletable = path.as_str().starts_with("Files/") || path.as_str().starts_with("UtilityVM/Files/");
         let opaque = entry.kind == EntryKind::Opaque;
         if opaque {
             if path.in_utility_vm() {
-                self.error(
-                    path,
-                    "opaque whiteout under UtilityVM/Files: Windows' importer fails on it",
-                );
+                self.error(path, "opaque whiteout under UtilityVM/Files: Windows' importer fails on it");
             } else if path.as_str() == "Files" || path.as_str().starts_with("Files/") {
                 self.warning(path, "opaque whiteout (.wh..wh..opq): Windows' importers ignore it, so lower-layer content stays visible on Windows");
             } else {
@@ -297,28 +281,34 @@ impl Checker {
             return;
         }
         if !deletable {
-            self.error(path, "whiteout outside Files/ and UtilityVM/Files/ (Windows rejects it as an invalid tombstone)");
+            self.error(
+                path,
+                "whiteout outside Files/ and UtilityVM/Files/ (Windows rejects it as an invalid tombstone)",
+            );
             return;
         }
         let folded = path.folded();
         if !self.whiteouts.insert(folded.clone()) {
             self.error(path, "the same whiteout appears twice");
         } else if self.seen.contains_key(&folded) {
-            self.warning(path, "deletes an entry added earlier in this layer: Windows' importer deletes it, OCI tools keep it");
+            self.warning(
+                path,
+                "deletes an entry added earlier in this layer: Windows' importer deletes it, OCI tools keep it",
+            );
         }
     }
 
     /// Ends the stream: checks what needed every entry, and returns all problems.
     pub fn finish(mut self) -> Vec<Problem> {
         if self.entries > 0 && !self.has_files {
-            self.problems.push(Problem::error(
-                None,
-                "the layer has no Files directory entry",
-            ));
+            self.problems.push(Problem::error(None, "the layer has no Files directory entry"));
         }
         for (link, target) in std::mem::take(&mut self.pending_links) {
             if self.seen.contains_key(&target.folded()) {
-                self.error(&link, format!("hard link target {target} comes after the link (targets must precede their links)"));
+                self.error(
+                    &link,
+                    format!("hard link target {target} comes after the link (targets must precede their links)"),
+                );
             } else {
                 self.warning(&link, format!("hard link to {target}, which is not in this layer: Windows resolves it in a parent layer, and the import fails if none has it"));
             }
@@ -347,28 +337,18 @@ mod tests {
         Entry {
             path: p(s),
             kind: EntryKind::Directory,
-            meta: Metadata {
-                attributes: attrs::DIRECTORY,
-                ..Default::default()
-            },
+            meta: Metadata { attributes: attrs::DIRECTORY, ..Default::default() },
         }
     }
     fn file(s: &str) -> Entry {
         Entry {
             path: p(s),
             kind: EntryKind::File { size: 0 },
-            meta: Metadata {
-                attributes: attrs::ARCHIVE,
-                ..Default::default()
-            },
+            meta: Metadata { attributes: attrs::ARCHIVE, ..Default::default() },
         }
     }
     fn with(kind: EntryKind, s: &str) -> Entry {
-        Entry {
-            path: p(s),
-            kind,
-            meta: Metadata::default(),
-        }
+        Entry { path: p(s), kind, meta: Metadata::default() }
     }
     fn run(entries: &[Entry]) -> Vec<Problem> {
         let mut c = Checker::new();
@@ -385,19 +365,8 @@ mod tests {
             dir("Files"),
             dir("Files/a"),
             file("Files/a/x"),
-            with(
-                EntryKind::Stream {
-                    name: "s".into(),
-                    size: 1,
-                },
-                "Files/a/x",
-            ),
-            with(
-                EntryKind::HardLink {
-                    target: p("Files/a/x"),
-                },
-                "Files/a/y",
-            ),
+            with(EntryKind::Stream { name: "s".into(), size: 1 }, "Files/a/x"),
+            with(EntryKind::HardLink { target: p("Files/a/x") }, "Files/a/y"),
             with(EntryKind::Whiteout, "Files/a/gone"),
             dir("Hives"),
         ];
@@ -412,54 +381,23 @@ mod tests {
             file("Files/a"),
             file("Files/a"),
             file("Files/missing/x"),
-            with(
-                EntryKind::Stream {
-                    name: "s".into(),
-                    size: 0,
-                },
-                "Files/A",
-            ),
-            with(
-                EntryKind::Stream {
-                    name: "s".into(),
-                    size: 0,
-                },
-                "Files/nobody",
-            ),
+            with(EntryKind::Stream { name: "s".into(), size: 0 }, "Files/A"),
+            with(EntryKind::Stream { name: "s".into(), size: 0 }, "Files/nobody"),
             with(EntryKind::HardLink { target: p("Files") }, "Files/l1"),
-            with(
-                EntryKind::HardLink {
-                    target: p("Files/later"),
-                },
-                "Files/l2",
-            ),
-            with(
-                EntryKind::HardLink {
-                    target: p("Files/elsewhere"),
-                },
-                "Files/l3",
-            ),
+            with(EntryKind::HardLink { target: p("Files/later") }, "Files/l2"),
+            with(EntryKind::HardLink { target: p("Files/elsewhere") }, "Files/l3"),
             file("Files/later"),
             with(EntryKind::Whiteout, "Hives/x"),
             with(EntryKind::Opaque, "UtilityVM/Files/x"),
             Entry {
                 path: p("Files/d2"),
                 kind: EntryKind::Directory,
-                meta: Metadata {
-                    attributes: attrs::ARCHIVE,
-                    ..Default::default()
-                },
+                meta: Metadata { attributes: attrs::ARCHIVE, ..Default::default() },
             },
             Entry {
                 path: p("Files/j"),
-                kind: EntryKind::Symlink(Link {
-                    target: "relative".into(),
-                    junction: true,
-                }),
-                meta: Metadata {
-                    attributes: attrs::DIRECTORY | attrs::REPARSE_POINT,
-                    ..Default::default()
-                },
+                kind: EntryKind::Symlink(Link { target: "relative".into(), junction: true }),
+                meta: Metadata { attributes: attrs::DIRECTORY | attrs::REPARSE_POINT, ..Default::default() },
             },
             file("Files/j/under"),
             file("Hives"),
@@ -483,9 +421,7 @@ mod tests {
             "Files/.wh.name: names starting with .wh. are reserved",
         ] {
             assert!(
-                found
-                    .iter()
-                    .any(|m| m.contains(needle) || m.replace("error: ", "").contains(needle)),
+                found.iter().any(|m| m.contains(needle) || m.replace("error: ", "").contains(needle)),
                 "missing {needle:?} in {found:#?}"
             );
         }
@@ -500,18 +436,8 @@ mod tests {
             with(EntryKind::Whiteout, "Files/x"),
             with(EntryKind::Opaque, "Files"),
         ]);
-        assert!(
-            found
-                .iter()
-                .any(|m| m.starts_with("warning: Files/x: deletes an entry added earlier")),
-            "{found:?}"
-        );
-        assert!(
-            found
-                .iter()
-                .any(|m| m.starts_with("warning: Files: opaque whiteout")),
-            "{found:?}"
-        );
+        assert!(found.iter().any(|m| m.starts_with("warning: Files/x: deletes an entry added earlier")), "{found:?}");
+        assert!(found.iter().any(|m| m.starts_with("warning: Files: opaque whiteout")), "{found:?}");
         let found = messages(&[dir("Hives")]);
         assert!(found.iter().any(|m| m.contains("no Files directory")));
     }

@@ -28,28 +28,20 @@ pub struct DirOptions {
 
 impl Default for DirOptions {
     fn default() -> Self {
-        DirOptions {
-            base: false,
-            owner: "BA".into(),
-            source_date_epoch: None,
-        }
+        DirOptions { base: false, owner: "BA".into(), source_date_epoch: None }
     }
 }
 
 /// The descriptors Windows gives new files and directories under `C:\`, with the chosen
 /// owner: full control for Administrators and SYSTEM, read and execute for Users.
 pub fn default_security(owner: &str) -> Result<(Arc<[u8]>, Arc<[u8]>), Error> {
-    let owner = Sid::parse(owner)
-        .map_err(|e| Error::Invalid(format!("--owner: {e}")))?
-        .to_sddl();
+    let owner = Sid::parse(owner).map_err(|e| Error::Invalid(format!("--owner: {e}")))?.to_sddl();
     let file = format!("O:{owner}G:SYD:(A;;FA;;;BA)(A;;FA;;;SY)(A;;0x1200a9;;;BU)");
     let dir = format!(
         "O:{owner}G:SYD:(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)(A;;FA;;;BA)(A;OICIIO;GA;;;CO)(A;OICI;0x1200a9;;;BU)(A;CI;LC;;;BU)(A;CI;DC;;;BU)"
     );
     let bytes = |s: &str| {
-        SecurityDescriptor::from_sddl(s)
-            .map(|sd| Arc::from(sd.to_bytes()))
-            .map_err(|e| Error::Invalid(e.to_string()))
+        SecurityDescriptor::from_sddl(s).map(|sd| Arc::from(sd.to_bytes())).map_err(|e| Error::Invalid(e.to_string()))
     };
     Ok((bytes(&file)?, bytes(&dir)?))
 }
@@ -58,9 +50,7 @@ pub fn default_security(owner: &str) -> Result<(Arc<[u8]>, Arc<[u8]>), Error> {
 /// top-level names beside it.
 pub fn is_layer_layout(root: &Path) -> Result<bool> {
     let mut has_files = false;
-    for item in
-        fs::read_dir(root).map_err(|e| Error::io(format!("reading {}", root.display()), e))?
-    {
+    for item in fs::read_dir(root).map_err(|e| Error::io(format!("reading {}", root.display()), e))? {
         let item = item.map_err(|e| Error::io(format!("reading {}", root.display()), e))?;
         let name = item.file_name();
         match name.to_str() {
@@ -80,10 +70,7 @@ pub struct DirSource {
 impl DirSource {
     /// Reads `root` with `options`.
     pub fn new(root: impl Into<PathBuf>, options: DirOptions) -> Self {
-        DirSource {
-            root: root.into(),
-            options,
-        }
+        DirSource { root: root.into(), options }
     }
 }
 
@@ -101,21 +88,13 @@ struct Walk<'a> {
 
 impl LayerSource for DirSource {
     fn send_to(self, sink: &mut dyn LayerSink) -> Result<()> {
-        let meta = fs::metadata(&self.root)
-            .map_err(|e| Error::io(format!("reading {}", self.root.display()), e))?;
+        let meta = fs::metadata(&self.root).map_err(|e| Error::io(format!("reading {}", self.root.display()), e))?;
         if !meta.is_dir() {
-            return Err(Error::Invalid(format!(
-                "{} is not a directory",
-                self.root.display()
-            )));
+            return Err(Error::Invalid(format!("{} is not a directory", self.root.display())));
         }
         let layered = is_layer_layout(&self.root)?;
         let (file_sd, dir_sd) = default_security(&self.options.owner)?;
-        let drive_root = if layered {
-            self.root.join("Files")
-        } else {
-            self.root.clone()
-        };
+        let drive_root = if layered { self.root.join("Files") } else { self.root.clone() };
         let mut walk = Walk {
             sink,
             options: self.options.clone(),
@@ -145,11 +124,7 @@ impl LayerSource for DirSource {
             let files = LayerPath::parse("Files").expect("valid");
             walk.children(&self.root, Some(&files))?;
         }
-        if walk.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Problems(walk.problems))
-        }
+        if walk.problems.is_empty() { Ok(()) } else { Err(Error::Problems(walk.problems)) }
     }
 }
 
@@ -172,11 +147,7 @@ impl Walk<'_> {
 
     fn meta(&self, attributes: u32, time: FileTime, dir: bool) -> Metadata {
         let mut m = Metadata::with_times(attributes, time);
-        m.security = Some(if dir {
-            self.dir_sd.clone()
-        } else {
-            self.file_sd.clone()
-        });
+        m.security = Some(if dir { self.dir_sd.clone() } else { self.file_sd.clone() });
         m
     }
 
@@ -192,13 +163,8 @@ impl Walk<'_> {
     /// Sends the children of `dir` (sorted by name bytes), each below `parent` in the layer.
     fn children(&mut self, dir: &Path, parent: Option<&LayerPath>) -> Result<()> {
         let mut names = Vec::new();
-        for item in
-            fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
-        {
-            names.push(
-                item.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
-                    .file_name(),
-            );
+        for item in fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))? {
+            names.push(item.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?.file_name());
         }
         names.sort();
         for name in names {
@@ -223,16 +189,12 @@ impl Walk<'_> {
     }
 
     fn object(&mut self, disk: &Path, path: LayerPath) -> Result<()> {
-        let meta = fs::symlink_metadata(disk)
-            .map_err(|e| Error::io(format!("reading {}", disk.display()), e))?;
+        let meta = fs::symlink_metadata(disk).map_err(|e| Error::io(format!("reading {}", disk.display()), e))?;
         let time = self.time(&meta);
         let kind = meta.file_type();
         if kind.is_dir() {
-            let entry = Entry {
-                path: path.clone(),
-                kind: EntryKind::Directory,
-                meta: self.meta(attrs::DIRECTORY, time, true),
-            };
+            let entry =
+                Entry { path: path.clone(), kind: EntryKind::Directory, meta: self.meta(attrs::DIRECTORY, time, true) };
             self.sink.entry(&entry, &mut Data::empty())?;
             return self.children(disk, Some(&path));
         }
@@ -247,17 +209,9 @@ impl Walk<'_> {
         if kind.is_symlink() {
             return match self.link(disk, &path) {
                 Ok((link, is_dir)) => {
-                    let attributes = attrs::REPARSE_POINT
-                        | if is_dir {
-                            attrs::DIRECTORY
-                        } else {
-                            attrs::ARCHIVE
-                        };
-                    let entry = Entry {
-                        path,
-                        kind: EntryKind::Symlink(link),
-                        meta: self.meta(attributes, time, false),
-                    };
+                    let attributes = attrs::REPARSE_POINT | if is_dir { attrs::DIRECTORY } else { attrs::ARCHIVE };
+                    let entry =
+                        Entry { path, kind: EntryKind::Symlink(link), meta: self.meta(attributes, time, false) };
                     self.sink.entry(&entry, &mut Data::empty())
                 }
                 Err(rule) => {
@@ -267,15 +221,14 @@ impl Walk<'_> {
             };
         }
         if !kind.is_file() {
-            self.problems.push(Problem::error(path.to_string(), "not a regular file, directory or symlink (sockets, FIFOs and devices have no Windows form)"));
+            self.problems.push(Problem::error(
+                path.to_string(),
+                "not a regular file, directory or symlink (sockets, FIFOs and devices have no Windows form)",
+            ));
             return Ok(());
         }
         let size = meta.len();
-        let entry = Entry {
-            path,
-            kind: EntryKind::File { size },
-            meta: self.meta(attrs::ARCHIVE, time, false),
-        };
+        let entry = Entry { path, kind: EntryKind::File { size }, meta: self.meta(attrs::ARCHIVE, time, false) };
         self.sink.entry(&entry, &mut Data::from_path(disk, size))
     }
 
@@ -302,19 +255,13 @@ impl Walk<'_> {
     /// The Windows form of a symlink's target, and whether it names a directory in the tree.
     fn link(&self, disk: &Path, path: &LayerPath) -> Result<(Link, bool), String> {
         let target = fs::read_link(disk).map_err(|e| format!("reading the link: {e}"))?;
-        let target = target
-            .to_str()
-            .ok_or("link target is not valid UTF-8")?
-            .to_string();
+        let target = target.to_str().ok_or("link target is not valid UTF-8")?.to_string();
         if target.is_empty() {
             return Err("empty link target".into());
         }
         // Resolve against the container's C:\ (the Files root), lexically, refusing escapes.
-        let mut stack: Vec<&str> = if target.starts_with('/') {
-            Vec::new()
-        } else {
-            path.components().skip(1).collect::<Vec<_>>()
-        };
+        let mut stack: Vec<&str> =
+            if target.starts_with('/') { Vec::new() } else { path.components().skip(1).collect::<Vec<_>>() };
         if !target.starts_with('/') {
             stack.pop();
         }
@@ -323,9 +270,7 @@ impl Walk<'_> {
                 "" | "." => {}
                 ".." => {
                     if stack.pop().is_none() {
-                        return Err(format!(
-                            "link target {target:?} climbs above the root of the layer's drive"
-                        ));
+                        return Err(format!("link target {target:?} climbs above the root of the layer's drive"));
                     }
                 }
                 p => stack.push(p),
@@ -334,25 +279,13 @@ impl Walk<'_> {
         let windows = if target.starts_with('/') {
             format!(
                 "C:\\{}",
-                target
-                    .trim_start_matches('/')
-                    .split('/')
-                    .filter(|p| !p.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("\\")
+                target.trim_start_matches('/').split('/').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("\\")
             )
         } else {
-            target
-                .split('/')
-                .filter(|p| !p.is_empty() && *p != ".")
-                .collect::<Vec<_>>()
-                .join("\\")
+            target.split('/').filter(|p| !p.is_empty() && *p != ".").collect::<Vec<_>>().join("\\")
         };
         let is_dir = resolves_to_dir(&self.drive_root, &stack);
-        let link = Link {
-            target: windows,
-            junction: false,
-        };
+        let link = Link { target: windows, junction: false };
         link.check().map_err(|e| e.to_string())?;
         Ok((link, is_dir))
     }
@@ -372,10 +305,7 @@ fn resolves_to_dir(root: &Path, parts: &[&str]) -> bool {
             }
             _ => {}
         }
-        let candidate: PathBuf = resolved
-            .iter()
-            .chain([&part])
-            .fold(root.to_path_buf(), |p, c| p.join(c));
+        let candidate: PathBuf = resolved.iter().chain([&part]).fold(root.to_path_buf(), |p, c| p.join(c));
         match fs::symlink_metadata(&candidate) {
             Ok(m) if m.file_type().is_symlink() => {
                 hops += 1;
@@ -397,8 +327,7 @@ fn resolves_to_dir(root: &Path, parts: &[&str]) -> bool {
             Err(_) => return false,
         }
     }
-    fs::symlink_metadata(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
-        .is_ok_and(|m| m.is_dir())
+    fs::symlink_metadata(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c))).is_ok_and(|m| m.is_dir())
 }
 
 #[cfg(all(test, unix))]
@@ -418,25 +347,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("app/bin")).unwrap();
         fs::write(t.path().join("app/bin/tool.exe"), b"MZ").unwrap();
-        fs::hard_link(
-            t.path().join("app/bin/tool.exe"),
-            t.path().join("app/alias.exe"),
-        )
-        .unwrap();
+        fs::hard_link(t.path().join("app/bin/tool.exe"), t.path().join("app/alias.exe")).unwrap();
         symlink("bin", t.path().join("app/bindir")).unwrap();
         symlink("/app/bin/tool.exe", t.path().join("app/abs")).unwrap();
-        let entries = collect(
-            t.path(),
-            DirOptions {
-                source_date_epoch: Some(1000),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let listing: Vec<_> = entries
-            .iter()
-            .map(|e| format!("{} {}", e.kind.name(), e.path))
-            .collect();
+        let entries = collect(t.path(), DirOptions { source_date_epoch: Some(1000), ..Default::default() }).unwrap();
+        let listing: Vec<_> = entries.iter().map(|e| format!("{} {}", e.kind.name(), e.path)).collect();
         assert_eq!(
             listing,
             [
@@ -453,43 +368,18 @@ mod tests {
         let by_name = |n: &str| entries.iter().find(|e| e.path.as_str() == n).unwrap();
         assert_eq!(
             by_name("Files/app/bindir").kind,
-            EntryKind::Symlink(Link {
-                target: "bin".into(),
-                junction: false
-            })
+            EntryKind::Symlink(Link { target: "bin".into(), junction: false })
         );
-        assert_eq!(
-            by_name("Files/app/bindir").meta.attributes,
-            attrs::REPARSE_POINT | attrs::DIRECTORY
-        );
+        assert_eq!(by_name("Files/app/bindir").meta.attributes, attrs::REPARSE_POINT | attrs::DIRECTORY);
         assert_eq!(
             by_name("Files/app/abs").kind,
-            EntryKind::Symlink(Link {
-                target: "C:\\app\\bin\\tool.exe".into(),
-                junction: false
-            })
+            EntryKind::Symlink(Link { target: "C:\\app\\bin\\tool.exe".into(), junction: false })
         );
-        assert_eq!(
-            by_name("Files/app/abs").meta.attributes,
-            attrs::REPARSE_POINT | attrs::ARCHIVE
-        );
-        assert!(
-            entries
-                .iter()
-                .all(|e| e.meta.last_write == FileTime::from_unix(1000, 0).unwrap())
-        );
-        let sd = SecurityDescriptor::from_bytes(
-            by_name("Files/app/alias.exe")
-                .meta
-                .security
-                .as_deref()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            sd.to_sddl(),
-            "O:BAG:SYD:(A;;FA;;;BA)(A;;FA;;;SY)(A;;0x1200a9;;;BU)"
-        );
+        assert_eq!(by_name("Files/app/abs").meta.attributes, attrs::REPARSE_POINT | attrs::ARCHIVE);
+        assert!(entries.iter().all(|e| e.meta.last_write == FileTime::from_unix(1000, 0).unwrap()));
+        let sd =
+            SecurityDescriptor::from_bytes(by_name("Files/app/alias.exe").meta.security.as_deref().unwrap()).unwrap();
+        assert_eq!(sd.to_sddl(), "O:BAG:SYD:(A;;FA;;;BA)(A;;FA;;;SY)(A;;0x1200a9;;;BU)");
     }
 
     #[test]
@@ -497,19 +387,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("Files/Windows")).unwrap();
         fs::create_dir_all(t.path().join("UtilityVM/Files")).unwrap();
-        let entries = collect(
-            t.path(),
-            DirOptions {
-                base: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let entries = collect(t.path(), DirOptions { base: true, ..Default::default() }).unwrap();
         let names: Vec<_> = entries.iter().map(|e| e.path.to_string()).collect();
-        assert_eq!(
-            names,
-            ["Files", "Files/Windows", "UtilityVM", "UtilityVM/Files"]
-        );
+        assert_eq!(names, ["Files", "Files/Windows", "UtilityVM", "UtilityVM/Files"]);
     }
 
     #[test]
@@ -529,11 +409,6 @@ mod tests {
     #[test]
     fn owner_option() {
         assert!(default_security("BU").is_ok());
-        assert!(
-            default_security("nobody")
-                .unwrap_err()
-                .to_string()
-                .contains("--owner")
-        );
+        assert!(default_security("nobody").unwrap_err().to_string().contains("--owner"));
     }
 }

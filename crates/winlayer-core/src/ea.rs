@@ -78,17 +78,12 @@ pub fn decode_list(buf: &[u8]) -> Result<Vec<ExtendedAttribute>, EaError> {
         if entry[8 + name_len] != 0 {
             return Err(EaError::Malformed("name is not NUL-terminated"));
         }
-        eas.push(ExtendedAttribute {
-            name: entry[8..8 + name_len].to_vec(),
-            value: entry[9 + name_len..end].to_vec(),
-        });
+        eas.push(ExtendedAttribute { name: entry[8..8 + name_len].to_vec(), value: entry[9 + name_len..end].to_vec() });
         if next == 0 {
             break;
         }
         if next < end || next % 4 != 0 {
-            return Err(EaError::Malformed(
-                "next-entry offset overlaps the entry or is unaligned",
-            ));
+            return Err(EaError::Malformed("next-entry offset overlaps the entry or is unaligned"));
         }
         at += next;
     }
@@ -102,14 +97,8 @@ mod tests {
     #[test]
     fn list_round_trips_with_padding() {
         let eas = vec![
-            ExtendedAttribute {
-                name: b"A".to_vec(),
-                value: b"xyz".to_vec(),
-            },
-            ExtendedAttribute {
-                name: b"$KERNEL.PURGE.ESBCACHE".to_vec(),
-                value: vec![1, 2, 3, 4, 5],
-            },
+            ExtendedAttribute { name: b"A".to_vec(), value: b"xyz".to_vec() },
+            ExtendedAttribute { name: b"$KERNEL.PURGE.ESBCACHE".to_vec(), value: vec![1, 2, 3, 4, 5] },
         ];
         let buf = encode_list(&eas);
         // first entry: 8 + 1 + 1 + 3 = 13 -> 16
@@ -121,14 +110,8 @@ mod tests {
     #[test]
     fn malformed_lists_are_errors() {
         let buf = encode_list(&[
-            ExtendedAttribute {
-                name: b"N".to_vec(),
-                value: b"v".to_vec(),
-            },
-            ExtendedAttribute {
-                name: b"M".to_vec(),
-                value: vec![],
-            },
+            ExtendedAttribute { name: b"N".to_vec(), value: b"v".to_vec() },
+            ExtendedAttribute { name: b"M".to_vec(), value: vec![] },
         ]);
         for cut in 1..buf.len() - 3 {
             let r = decode_list(&buf[..cut]);
@@ -141,37 +124,9 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert!(
-            ExtendedAttribute {
-                name: vec![b'a'; 256],
-                value: vec![]
-            }
-            .check()
-            .is_err()
-        );
-        assert!(
-            ExtendedAttribute {
-                name: b"a=b".to_vec(),
-                value: vec![]
-            }
-            .check()
-            .is_err()
-        );
-        assert!(
-            ExtendedAttribute {
-                name: b"ok".to_vec(),
-                value: vec![0; 65536]
-            }
-            .check()
-            .is_err()
-        );
-        assert!(
-            ExtendedAttribute {
-                name: b"ok".to_vec(),
-                value: vec![0; 65535]
-            }
-            .check()
-            .is_ok()
-        );
+        assert!(ExtendedAttribute { name: vec![b'a'; 256], value: vec![] }.check().is_err());
+        assert!(ExtendedAttribute { name: b"a=b".to_vec(), value: vec![] }.check().is_err());
+        assert!(ExtendedAttribute { name: b"ok".to_vec(), value: vec![0; 65536] }.check().is_err());
+        assert!(ExtendedAttribute { name: b"ok".to_vec(), value: vec![0; 65535] }.check().is_ok());
     }
 }

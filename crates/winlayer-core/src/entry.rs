@@ -82,10 +82,7 @@ impl EntryKind {
     pub fn has_metadata(&self) -> bool {
         matches!(
             self,
-            EntryKind::Directory
-                | EntryKind::File { .. }
-                | EntryKind::Symlink(_)
-                | EntryKind::HardLink { .. }
+            EntryKind::Directory | EntryKind::File { .. } | EntryKind::Symlink(_) | EntryKind::HardLink { .. }
         )
     }
 }
@@ -147,10 +144,7 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with context.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }
 
@@ -182,32 +176,17 @@ pub enum Origin {
 impl<'a> Data<'a> {
     /// No data.
     pub fn empty() -> Self {
-        Data {
-            reader: None,
-            origin: Origin::Stream,
-            opened: None,
-            len: 0,
-        }
+        Data { reader: None, origin: Origin::Stream, opened: None, len: 0 }
     }
 
     /// `len` bytes from a reader.
     pub fn from_reader(reader: &'a mut dyn Read, len: u64, origin: Origin) -> Self {
-        Data {
-            reader: Some(reader),
-            origin,
-            opened: None,
-            len,
-        }
+        Data { reader: Some(reader), origin, opened: None, len }
     }
 
     /// The content of a file on disk, opened on first read.
     pub fn from_path(path: &Path, len: u64) -> Self {
-        Data {
-            reader: None,
-            origin: Origin::Path(path.to_path_buf()),
-            opened: None,
-            len,
-        }
+        Data { reader: None, origin: Origin::Path(path.to_path_buf()), opened: None, len }
     }
 
     /// Length in bytes.

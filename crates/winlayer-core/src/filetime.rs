@@ -40,9 +40,7 @@ impl FileTime {
     /// From whole seconds and nanoseconds relative to the Unix epoch; sub-100 ns precision is
     /// truncated toward zero, as Windows does.
     pub fn from_unix(secs: i64, nanos: u32) -> Option<Self> {
-        let ticks = (secs as i128) * TICKS_PER_SEC as i128
-            + (nanos / 100) as i128
-            + UNIX_EPOCH_TICKS as i128;
+        let ticks = (secs as i128) * TICKS_PER_SEC as i128 + (nanos / 100) as i128 + UNIX_EPOCH_TICKS as i128;
         i64::try_from(ticks).ok().and_then(Self::from_ticks)
     }
 
@@ -74,11 +72,7 @@ impl FileTime {
             None => (rest, ""),
         };
         let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty()
-            || !digits(whole)
-            || !digits(fraction)
-            || (rest.contains('.') && fraction.is_empty())
-        {
+        if whole.is_empty() || !digits(whole) || !digits(fraction) || (rest.contains('.') && fraction.is_empty()) {
             return Err(syntax());
         }
         let range = || TimeError::Range(text.to_string());
@@ -93,20 +87,13 @@ impl FileTime {
         }
         let magnitude = secs * TICKS_PER_SEC + frac_ticks;
         let unix_ticks = if negative { -magnitude } else { magnitude };
-        unix_ticks
-            .checked_add(UNIX_EPOCH_TICKS)
-            .and_then(Self::from_ticks)
-            .ok_or_else(range)
+        unix_ticks.checked_add(UNIX_EPOCH_TICKS).and_then(Self::from_ticks).ok_or_else(range)
     }
 
     /// The PAX text form: whole seconds, plus up to seven fractional digits without trailing zeros.
     pub fn to_pax(self) -> String {
         let t = self.unix_ticks();
-        let (sign, magnitude) = if t < 0 {
-            ("-", t.unsigned_abs())
-        } else {
-            ("", t as u64)
-        };
+        let (sign, magnitude) = if t < 0 { ("-", t.unsigned_abs()) } else { ("", t as u64) };
         let secs = magnitude / TICKS_PER_SEC as u64;
         let frac = magnitude % TICKS_PER_SEC as u64;
         if frac == 0 {
@@ -125,17 +112,8 @@ impl FileTime {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        let base = format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-            sod / 3600,
-            sod / 60 % 60,
-            sod % 60
-        );
-        if frac == 0 {
-            format!("{base}Z")
-        } else {
-            format!("{base}.{:07}Z", frac)
-        }
+        let base = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
+        if frac == 0 { format!("{base}Z") } else { format!("{base}.{:07}Z", frac) }
     }
 }
 
@@ -165,15 +143,7 @@ mod tests {
 
     #[test]
     fn pax_round_trips() {
-        for text in [
-            "0",
-            "1",
-            "1600000000",
-            "1600000000.5",
-            "1600000000.1234567",
-            "-1.25",
-            "-11644473600",
-        ] {
+        for text in ["0", "1", "1600000000", "1600000000.5", "1600000000.1234567", "-1.25", "-11644473600"] {
             let t = FileTime::parse_pax(text).unwrap();
             assert_eq!(t.to_pax(), text, "{text}");
         }
@@ -181,33 +151,18 @@ mod tests {
 
     #[test]
     fn pax_truncates_below_100ns_and_strips_zeros() {
-        assert_eq!(
-            FileTime::parse_pax("5.123456789").unwrap().to_pax(),
-            "5.1234567"
-        );
+        assert_eq!(FileTime::parse_pax("5.123456789").unwrap().to_pax(), "5.1234567");
         assert_eq!(FileTime::parse_pax("5.500000000").unwrap().to_pax(), "5.5");
-        assert_eq!(
-            FileTime::parse_pax("-0.5").unwrap().ticks(),
-            UNIX_EPOCH_TICKS - 5_000_000
-        );
+        assert_eq!(FileTime::parse_pax("-0.5").unwrap().ticks(), UNIX_EPOCH_TICKS - 5_000_000);
     }
 
     #[test]
     fn pax_rejects_garbage_and_out_of_range() {
         for bad in ["", "-", ".5", "5.", "1e9", "12a", " 1", "1.2.3", "+1"] {
-            assert!(
-                matches!(FileTime::parse_pax(bad), Err(TimeError::Syntax(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(FileTime::parse_pax(bad), Err(TimeError::Syntax(_))), "{bad:?}");
         }
-        assert!(matches!(
-            FileTime::parse_pax("-11644473601"),
-            Err(TimeError::Range(_))
-        ));
-        assert!(matches!(
-            FileTime::parse_pax("99999999999999999999"),
-            Err(TimeError::Range(_))
-        ));
+        assert!(matches!(FileTime::parse_pax("-11644473601"), Err(TimeError::Range(_))));
+        assert!(matches!(FileTime::parse_pax("99999999999999999999"), Err(TimeError::Range(_))));
     }
 
     #[test]
@@ -221,13 +176,7 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(FileTime::UNIX_EPOCH.to_rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            FileTime::from_ticks(0).unwrap().to_rfc3339(),
-            "1601-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            FileTime::parse_pax("1600000000.25").unwrap().to_rfc3339(),
-            "2020-09-13T12:26:40.2500000Z"
-        );
+        assert_eq!(FileTime::from_ticks(0).unwrap().to_rfc3339(), "1601-01-01T00:00:00Z");
+        assert_eq!(FileTime::parse_pax("1600000000.25").unwrap().to_rfc3339(), "2020-09-13T12:26:40.2500000Z");
     }
 }

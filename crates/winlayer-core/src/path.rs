@@ -71,20 +71,12 @@ pub fn check_stream_name(name: &str) -> Result<(), String> {
 /// `CON`, `PRN`, `AUX`, `NUL`, `COM1`-`COM9`, `LPT1`-`LPT9` (also with superscript digits),
 /// `CONIN$`, `CONOUT$`: reserved with or without an extension, in any case.
 fn is_reserved_device_name(name: &str) -> bool {
-    let stem = name
-        .split('.')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches(' ')
-        .to_ascii_uppercase();
+    let stem = name.split('.').next().unwrap_or("").trim_end_matches(' ').to_ascii_uppercase();
     match stem.as_str() {
         "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$" => true,
         s if (s.starts_with("COM") || s.starts_with("LPT")) => {
             let digit: String = s.chars().skip(3).collect();
-            matches!(
-                digit.as_str(),
-                "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³"
-            )
+            matches!(digit.as_str(), "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³")
         }
         _ => false,
     }
@@ -110,17 +102,12 @@ pub fn fold_case(name: &str) -> String {
 impl LayerPath {
     /// Checks `path` against every naming rule of the layer format.
     pub fn parse(path: &str) -> Result<Self, PathError> {
-        let fail = |rule: String| PathError {
-            path: path.to_string(),
-            rule,
-        };
+        let fail = |rule: String| PathError { path: path.to_string(), rule };
         if path.is_empty() {
             return Err(fail("empty path".into()));
         }
         if path.starts_with('/') {
-            return Err(fail(
-                "absolute path (must be relative to the layer root)".into(),
-            ));
+            return Err(fail("absolute path (must be relative to the layer root)".into()));
         }
         let b = path.as_bytes();
         if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
@@ -130,9 +117,7 @@ impl LayerPath {
             return Err(fail("contains a backslash (tar paths use '/')".into()));
         }
         if path.encode_utf16().count() > 32_000 {
-            return Err(fail(
-                "longer than Windows' 32,767-character path limit".into(),
-            ));
+            return Err(fail("longer than Windows' 32,767-character path limit".into()));
         }
         for name in path.split('/') {
             check_name(name).map_err(|rule| fail(format!("component {name:?}: {rule}")))?;
@@ -145,16 +130,12 @@ impl LayerPath {
                 .find(|t| t.eq_ignore_ascii_case(top))
                 .map(|t| format!(" (spelled exactly '{t}')"))
                 .unwrap_or_default();
-            return Err(fail(format!(
-                "top-level name {top:?} is not Files, Hives or UtilityVM{hint}"
-            )));
+            return Err(fail(format!("top-level name {top:?} is not Files, Hives or UtilityVM{hint}")));
         }
         if top == "UtilityVM" {
             if let Some(second) = parts.next() {
                 if second != "Files" {
-                    return Err(fail(format!(
-                        "only UtilityVM/Files may exist below UtilityVM, not {second:?}"
-                    )));
+                    return Err(fail(format!("only UtilityVM/Files may exist below UtilityVM, not {second:?}")));
                 }
             }
         }
@@ -173,9 +154,7 @@ impl LayerPath {
 
     /// The parent path, `None` at the top level.
     pub fn parent(&self) -> Option<LayerPath> {
-        self.0
-            .rsplit_once('/')
-            .map(|(p, _)| LayerPath(p.to_string()))
+        self.0.rsplit_once('/').map(|(p, _)| LayerPath(p.to_string()))
     }
 
     /// The last component.

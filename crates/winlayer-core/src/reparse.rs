@@ -70,10 +70,7 @@ impl Link {
             ));
         }
         if utf16(&self.target).len() * 2 + 16 > 16 * 1024 {
-            return Err(ReparseError::Target(
-                self.target.clone(),
-                "too long for a 16 KiB reparse buffer",
-            ));
+            return Err(ReparseError::Target(self.target.clone(), "too long for a 16 KiB reparse buffer"));
         }
         Ok(())
     }
@@ -82,11 +79,7 @@ impl Link {
     pub fn to_reparse_buffer(&self) -> Vec<u8> {
         let (subst, relative) = substitute_name(&self.target);
         let (subst, print) = (utf16(&subst), utf16(&self.target));
-        let tag = if self.junction {
-            TAG_MOUNT_POINT
-        } else {
-            TAG_SYMLINK
-        };
+        let tag = if self.junction { TAG_MOUNT_POINT } else { TAG_SYMLINK };
         let flags_len = if self.junction { 0 } else { 4 };
         let data_len = 8 + flags_len + subst.len() + 2 + print.len() + 2;
         let mut out = Vec::with_capacity(8 + data_len);
@@ -97,9 +90,7 @@ impl Link {
             out.extend_from_slice(&(v as u16).to_le_bytes());
         }
         if !self.junction {
-            out.extend_from_slice(
-                &(if relative { SYMLINK_FLAG_RELATIVE } else { 0 }).to_le_bytes(),
-            );
+            out.extend_from_slice(&(if relative { SYMLINK_FLAG_RELATIVE } else { 0 }).to_le_bytes());
         }
         out.extend_from_slice(&subst);
         out.extend_from_slice(&[0, 0]);
@@ -122,9 +113,7 @@ impl Link {
             other => return Err(ReparseError::UnsupportedTag(other)),
         };
         let data_len = u16::from_le_bytes([buf[4], buf[5]]) as usize;
-        let data = buf
-            .get(8..8 + data_len)
-            .ok_or_else(|| bad("data length runs past the buffer"))?;
+        let data = buf.get(8..8 + data_len).ok_or_else(|| bad("data length runs past the buffer"))?;
         let fixed = if junction { 8 } else { 12 };
         if data.len() < fixed {
             return Err(bad("too short for its name fields"));
@@ -132,16 +121,11 @@ impl Link {
         let field = |i: usize| u16::from_le_bytes([data[2 * i], data[2 * i + 1]]) as usize;
         let names = &data[fixed..];
         let name = |off: usize, len: usize| -> Result<String, ReparseError> {
-            let bytes = names
-                .get(off..off + len)
-                .ok_or_else(|| bad("name lies outside the buffer"))?;
+            let bytes = names.get(off..off + len).ok_or_else(|| bad("name lies outside the buffer"))?;
             if len % 2 != 0 {
                 return Err(bad("odd UTF-16 name length"));
             }
-            let units: Vec<u16> = bytes
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
+            let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
             String::from_utf16(&units).map_err(|_| bad("name is not valid UTF-16"))
         };
         let subst = name(field(0), field(1))?;
@@ -165,11 +149,7 @@ mod tests {
 
     #[test]
     fn relative_symlink_layout() {
-        let buf = Link {
-            target: "..\\a".into(),
-            junction: false,
-        }
-        .to_reparse_buffer();
+        let buf = Link { target: "..\\a".into(), junction: false }.to_reparse_buffer();
         // tag, data length = 8 + 4 + (8+2) + (8+2) = 32, reserved
         assert_eq!(&buf[..8], &[0x0C, 0, 0, 0xA0, 32, 0, 0, 0]);
         // subst offset 0 len 8, print offset 10 len 8, flags relative
@@ -186,73 +166,29 @@ mod tests {
         ] {
             assert_eq!(substitute_name(target), (subst.to_string(), false));
             for junction in [false, true] {
-                let link = Link {
-                    target: target.into(),
-                    junction,
-                };
-                assert_eq!(
-                    Link::from_reparse_buffer(&link.to_reparse_buffer()).unwrap(),
-                    link
-                );
+                let link = Link { target: target.into(), junction };
+                assert_eq!(Link::from_reparse_buffer(&link.to_reparse_buffer()).unwrap(), link);
             }
         }
     }
 
     #[test]
     fn checks_targets() {
-        assert!(
-            Link {
-                target: "rel".into(),
-                junction: true
-            }
-            .check()
-            .is_err()
-        );
-        assert!(
-            Link {
-                target: "".into(),
-                junction: false
-            }
-            .check()
-            .is_err()
-        );
-        assert!(
-            Link {
-                target: "a\0b".into(),
-                junction: false
-            }
-            .check()
-            .is_err()
-        );
-        assert!(
-            Link {
-                target: "C:\\ok".into(),
-                junction: true
-            }
-            .check()
-            .is_ok()
-        );
+        assert!(Link { target: "rel".into(), junction: true }.check().is_err());
+        assert!(Link { target: "".into(), junction: false }.check().is_err());
+        assert!(Link { target: "a\0b".into(), junction: false }.check().is_err());
+        assert!(Link { target: "C:\\ok".into(), junction: true }.check().is_ok());
     }
 
     #[test]
     fn hostile_buffers_are_errors() {
-        let good = Link {
-            target: "C:\\x".into(),
-            junction: false,
-        }
-        .to_reparse_buffer();
+        let good = Link { target: "C:\\x".into(), junction: false }.to_reparse_buffer();
         for cut in 0..good.len() {
-            assert!(
-                Link::from_reparse_buffer(&good[..cut]).is_err(),
-                "cut {cut}"
-            );
+            assert!(Link::from_reparse_buffer(&good[..cut]).is_err(), "cut {cut}");
         }
         let mut other_tag = good.clone();
         other_tag[3] = 0x80;
-        assert!(matches!(
-            Link::from_reparse_buffer(&other_tag),
-            Err(ReparseError::UnsupportedTag(_))
-        ));
+        assert!(matches!(Link::from_reparse_buffer(&other_tag), Err(ReparseError::UnsupportedTag(_))));
         let mut far = good.clone();
         far[12] = 0xFF; // print name offset
         assert!(Link::from_reparse_buffer(&far).is_err());

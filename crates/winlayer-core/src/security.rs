@@ -101,10 +101,8 @@ const SID_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Aliases whose SID depends on a domain or the local machine: they cannot be resolved offline.
-const RELATIVE_ALIASES: &[&str] = &[
-    "AP", "CA", "CN", "DA", "DC", "DD", "DG", "DU", "EA", "EK", "KA", "LA", "LG", "PA", "RO", "RS",
-    "SA",
-];
+const RELATIVE_ALIASES: &[&str] =
+    &["AP", "CA", "CN", "DA", "DC", "DD", "DG", "DU", "EA", "EK", "KA", "LA", "LG", "PA", "RO", "RS", "SA"];
 
 impl Sid {
     /// Parses `S-1-<authority>-<sub>...` or a well-known SDDL alias such as `BA`.
@@ -117,37 +115,22 @@ impl Sid {
                 "SID alias '{text}' names a domain- or machine-relative account; write the full S-1-5-21-… SID instead"
             )));
         }
-        let bad = || {
-            sddl(format!(
-                "'{text}' is neither a SID (S-1-…) nor a known SID alias"
-            ))
-        };
+        let bad = || sddl(format!("'{text}' is neither a SID (S-1-…) nor a known SID alias"));
         let rest = text.strip_prefix("S-1-").ok_or_else(bad)?;
         let mut parts = rest.split('-');
         let auth_text = parts.next().ok_or_else(bad)?;
-        let authority = match auth_text
-            .strip_prefix("0x")
-            .or_else(|| auth_text.strip_prefix("0X"))
-        {
+        let authority = match auth_text.strip_prefix("0x").or_else(|| auth_text.strip_prefix("0X")) {
             Some(hex) => u64::from_str_radix(hex, 16).map_err(|_| bad())?,
             None => parse_decimal(auth_text).ok_or_else(bad)?,
         };
         if authority >= 1 << 48 {
-            return Err(sddl(format!(
-                "SID '{text}': identifier authority exceeds 48 bits"
-            )));
+            return Err(sddl(format!("SID '{text}': identifier authority exceeds 48 bits")));
         }
         let subs = parts
-            .map(|p| {
-                parse_decimal(p)
-                    .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(bad)
-            })
+            .map(|p| parse_decimal(p).and_then(|v| u32::try_from(v).ok()).ok_or_else(bad))
             .collect::<Result<Vec<_>, _>>()?;
         if subs.len() > 15 {
-            return Err(sddl(format!(
-                "SID '{text}' has more than 15 sub-authorities"
-            )));
+            return Err(sddl(format!("SID '{text}' has more than 15 sub-authorities")));
         }
         Ok(Sid { authority, subs })
     }
@@ -168,11 +151,7 @@ impl Sid {
     /// The SDDL form: an alias when one exists, otherwise `S-1-…`.
     pub fn to_sddl(&self) -> String {
         let full = self.to_string_form();
-        SID_ALIASES
-            .iter()
-            .find(|(_, s)| *s == full)
-            .map(|(alias, _)| alias.to_string())
-            .unwrap_or(full)
+        SID_ALIASES.iter().find(|(_, s)| *s == full).map(|(alias, _)| alias.to_string()).unwrap_or(full)
     }
 
     fn encoded_len(&self) -> usize {
@@ -193,16 +172,11 @@ impl Sid {
             return Err(bin(format!("{what} SID is truncated")));
         }
         if buf[0] != 1 {
-            return Err(bin(format!(
-                "{what} SID has revision {} (expected 1)",
-                buf[0]
-            )));
+            return Err(bin(format!("{what} SID has revision {} (expected 1)", buf[0])));
         }
         let count = buf[1] as usize;
         if count > 15 {
-            return Err(bin(format!(
-                "{what} SID has {count} sub-authorities (at most 15)"
-            )));
+            return Err(bin(format!("{what} SID has {count} sub-authorities (at most 15)")));
         }
         if buf.len() < 8 + 4 * count {
             return Err(bin(format!("{what} SID is truncated")));
@@ -210,10 +184,7 @@ impl Sid {
         let mut auth = [0u8; 8];
         auth[2..].copy_from_slice(&buf[2..8]);
         let subs = (0..count).map(|i| le32(buf, 8 + 4 * i)).collect();
-        Ok(Sid {
-            authority: u64::from_be_bytes(auth),
-            subs,
-        })
+        Ok(Sid { authority: u64::from_be_bytes(auth), subs })
     }
 }
 
@@ -232,24 +203,11 @@ fn le32(b: &[u8], at: usize) -> u32 {
 }
 
 /// ACE types whose body is an access mask followed by a SID, with their SDDL names.
-const SIMPLE_ACE_TYPES: &[(u8, &str)] = &[
-    (0x00, "A"),
-    (0x01, "D"),
-    (0x02, "AU"),
-    (0x03, "AL"),
-    (0x11, "ML"),
-];
+const SIMPLE_ACE_TYPES: &[(u8, &str)] = &[(0x00, "A"), (0x01, "D"), (0x02, "AU"), (0x03, "AL"), (0x11, "ML")];
 
 /// ACE flags and their SDDL names, in the order Windows writes them.
-const ACE_FLAGS: &[(u8, &str)] = &[
-    (0x01, "OI"),
-    (0x02, "CI"),
-    (0x04, "NP"),
-    (0x08, "IO"),
-    (0x10, "ID"),
-    (0x40, "SA"),
-    (0x80, "FA"),
-];
+const ACE_FLAGS: &[(u8, &str)] =
+    &[(0x01, "OI"), (0x02, "CI"), (0x04, "NP"), (0x08, "IO"), (0x10, "ID"), (0x40, "SA"), (0x80, "FA")];
 
 /// Access-right aliases that stand for several bits; tried first when rendering.
 const COMBINED_RIGHTS: &[(&str, u32)] = &[
@@ -328,26 +286,19 @@ impl Acl {
         }
         let revision = buf[0];
         if !(2..=4).contains(&revision) {
-            return Err(bin(format!(
-                "{what} has revision {revision} (expected 2 to 4)"
-            )));
+            return Err(bin(format!("{what} has revision {revision} (expected 2 to 4)")));
         }
         let size = le16(buf, 2) as usize;
         let count = le16(buf, 4) as usize;
         if size < ACL_HEADER_LEN || size > buf.len() {
-            return Err(bin(format!(
-                "{what} claims {size} bytes but {} remain",
-                buf.len()
-            )));
+            return Err(bin(format!("{what} claims {size} bytes but {} remain", buf.len())));
         }
         let body = &buf[..size];
         let mut at = ACL_HEADER_LEN;
         let mut aces = Vec::with_capacity(count.min(size / 8));
         for i in 0..count {
             if at + 4 > size {
-                return Err(bin(format!(
-                    "{what}: ACE {i} of {count} lies past the end of the ACL"
-                )));
+                return Err(bin(format!("{what}: ACE {i} of {count} lies past the end of the ACL")));
             }
             let (ace_type, flags, ace_size) = (body[at], body[at + 1], le16(body, at + 2) as usize);
             if ace_size < 4 || ace_size % 4 != 0 || at + ace_size > size {
@@ -356,23 +307,14 @@ impl Acl {
             let content = &body[at + 4..at + ace_size];
             let body = if SIMPLE_ACE_TYPES.iter().any(|(t, _)| *t == ace_type) {
                 if content.len() < 4 {
-                    return Err(bin(format!(
-                        "{what}: ACE {i} is too short for its access mask"
-                    )));
+                    return Err(bin(format!("{what}: ACE {i} is too short for its access mask")));
                 }
                 let sid = Sid::decode(&content[4..], &format!("{what} ACE {i}"))?;
-                AceBody::Simple {
-                    mask: le32(content, 0),
-                    sid,
-                }
+                AceBody::Simple { mask: le32(content, 0), sid }
             } else {
                 AceBody::Raw(content.to_vec())
             };
-            aces.push(Ace {
-                ace_type,
-                flags,
-                body,
-            });
+            aces.push(Ace { ace_type, flags, body });
             at += ace_size;
         }
         Ok(Acl { revision, aces })
@@ -429,10 +371,7 @@ impl SecurityDescriptor {
     /// Parses and checks a self-relative security descriptor; every offset and length is checked.
     pub fn from_bytes(buf: &[u8]) -> Result<Self, SdError> {
         if buf.len() < HEADER_LEN {
-            return Err(bin(format!(
-                "{} bytes, shorter than the 20-byte header",
-                buf.len()
-            )));
+            return Err(bin(format!("{} bytes, shorter than the 20-byte header", buf.len())));
         }
         if buf[0] != 1 {
             return Err(bin(format!("revision {} (expected 1)", buf[0])));
@@ -445,32 +384,17 @@ impl SecurityDescriptor {
             let off = le32(buf, field) as usize;
             match off {
                 0 => Ok(None),
-                o if o < HEADER_LEN || o >= buf.len() => Err(bin(format!(
-                    "{what} offset {o} is outside the {}-byte descriptor",
-                    buf.len()
-                ))),
+                o if o < HEADER_LEN || o >= buf.len() => {
+                    Err(bin(format!("{what} offset {o} is outside the {}-byte descriptor", buf.len())))
+                }
                 o => Ok(Some(&buf[o..])),
             }
         };
-        let owner = part(4, "owner")?
-            .map(|b| Sid::decode(b, "owner"))
-            .transpose()?;
-        let group = part(8, "group")?
-            .map(|b| Sid::decode(b, "group"))
-            .transpose()?;
-        let sacl = part(12, "SACL")?
-            .map(|b| Acl::decode(b, "SACL"))
-            .transpose()?;
-        let dacl = part(16, "DACL")?
-            .map(|b| Acl::decode(b, "DACL"))
-            .transpose()?;
-        Ok(SecurityDescriptor {
-            control,
-            owner,
-            group,
-            sacl,
-            dacl,
-        })
+        let owner = part(4, "owner")?.map(|b| Sid::decode(b, "owner")).transpose()?;
+        let group = part(8, "group")?.map(|b| Sid::decode(b, "group")).transpose()?;
+        let sacl = part(12, "SACL")?.map(|b| Acl::decode(b, "SACL")).transpose()?;
+        let dacl = part(16, "DACL")?.map(|b| Acl::decode(b, "DACL")).transpose()?;
+        Ok(SecurityDescriptor { control, owner, group, sacl, dacl })
     }
 
     /// Encodes as a self-relative descriptor, laid out as Windows lays it out: header, SACL,
@@ -501,20 +425,12 @@ impl SecurityDescriptor {
 
     /// Parses an SDDL string (the subset described in the module documentation).
     pub fn from_sddl(text: &str) -> Result<Self, SdError> {
-        let mut sd = SecurityDescriptor {
-            control: SE_SELF_RELATIVE,
-            owner: None,
-            group: None,
-            sacl: None,
-            dacl: None,
-        };
+        let mut sd = SecurityDescriptor { control: SE_SELF_RELATIVE, owner: None, group: None, sacl: None, dacl: None };
         let mut rest = text.trim();
         let mut seen = String::new();
         while !rest.is_empty() {
-            let (tag, body) = rest.split_at(
-                rest.find(':')
-                    .ok_or_else(|| sddl(format!("expected O:, G:, D: or S: at '{rest}'")))?,
-            );
+            let (tag, body) =
+                rest.split_at(rest.find(':').ok_or_else(|| sddl(format!("expected O:, G:, D: or S: at '{rest}'")))?);
             let body = &body[1..];
             // A component runs to the next "X:" tag that is outside parentheses.
             let end = component_end(body);
@@ -529,18 +445,11 @@ impl SecurityDescriptor {
                 "D" | "S" => {
                     let dacl = tag == "D";
                     let (flags, acl) = parse_acl(value, dacl)?;
-                    sd.control |= flags
-                        | if dacl {
-                            SE_DACL_PRESENT
-                        } else {
-                            SE_SACL_PRESENT
-                        };
+                    sd.control |= flags | if dacl { SE_DACL_PRESENT } else { SE_SACL_PRESENT };
                     if dacl { sd.dacl = acl } else { sd.sacl = acl }
                 }
                 other => {
-                    return Err(sddl(format!(
-                        "unknown component '{other}:' (expected O, G, D or S)"
-                    )));
+                    return Err(sddl(format!("unknown component '{other}:' (expected O, G, D or S)")));
                 }
             }
             rest = next;
@@ -587,17 +496,9 @@ fn component_end(s: &str) -> usize {
 
 fn acl_flag_bits(dacl: bool) -> [(&'static str, u16); 3] {
     if dacl {
-        [
-            ("P", SE_DACL_PROTECTED),
-            ("AR", SE_DACL_AUTO_INHERIT_REQ),
-            ("AI", SE_DACL_AUTO_INHERITED),
-        ]
+        [("P", SE_DACL_PROTECTED), ("AR", SE_DACL_AUTO_INHERIT_REQ), ("AI", SE_DACL_AUTO_INHERITED)]
     } else {
-        [
-            ("P", SE_SACL_PROTECTED),
-            ("AR", SE_SACL_AUTO_INHERIT_REQ),
-            ("AI", SE_SACL_AUTO_INHERITED),
-        ]
+        [("P", SE_SACL_PROTECTED), ("AR", SE_SACL_AUTO_INHERIT_REQ), ("AI", SE_SACL_AUTO_INHERITED)]
     }
 }
 
@@ -620,9 +521,7 @@ fn parse_acl(text: &str, dacl: bool) -> Result<(u16, Option<Acl>), SdError> {
                 continue 'flags;
             }
         }
-        return Err(sddl(format!(
-            "unknown ACL flag in '{which}:{flag_text}' (expected P, AR or AI)"
-        )));
+        return Err(sddl(format!("unknown ACL flag in '{which}:{flag_text}' (expected P, AR or AI)")));
     }
     let mut aces = Vec::new();
     while !aces_text.is_empty() {
@@ -647,12 +546,7 @@ fn parse_ace(text: &str) -> Result<Ace, SdError> {
         .iter()
         .find(|(_, name)| *name == fields[0])
         .map(|(t, _)| *t)
-        .ok_or_else(|| {
-            sddl(format!(
-                "ACE type '{}' is not supported (A, D, AU, AL, ML are)",
-                fields[0]
-            ))
-        })?;
+        .ok_or_else(|| sddl(format!("ACE type '{}' is not supported (A, D, AU, AL, ML are)", fields[0])))?;
     let mut flags = 0u8;
     let mut rest = fields[1];
     'flags: while !rest.is_empty() {
@@ -672,30 +566,19 @@ fn parse_ace(text: &str) -> Result<Ace, SdError> {
         )));
     }
     let sid = Sid::parse(fields[5])?;
-    Ok(Ace {
-        ace_type,
-        flags,
-        body: AceBody::Simple { mask, sid },
-    })
+    Ok(Ace { ace_type, flags, body: AceBody::Simple { mask, sid } })
 }
 
 fn parse_rights(text: &str, label: bool) -> Result<u32, SdError> {
     if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        return u32::from_str_radix(hex, 16)
-            .map_err(|_| sddl(format!("bad hex access mask '{text}'")));
+        return u32::from_str_radix(hex, 16).map_err(|_| sddl(format!("bad hex access mask '{text}'")));
     }
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse()
-            .map_err(|_| sddl(format!("bad access mask '{text}'")));
+        return text.parse().map_err(|_| sddl(format!("bad access mask '{text}'")));
     }
     let mut mask = 0;
     let mut rest = text;
-    let tables: &[&[(&str, u32)]] = if label {
-        &[LABEL_RIGHTS]
-    } else {
-        &[COMBINED_RIGHTS, BIT_RIGHTS]
-    };
+    let tables: &[&[(&str, u32)]] = if label { &[LABEL_RIGHTS] } else { &[COMBINED_RIGHTS, BIT_RIGHTS] };
     'rights: while !rest.is_empty() {
         for table in tables {
             for (name, bits) in table.iter() {
@@ -714,28 +597,16 @@ fn parse_rights(text: &str, label: bool) -> Result<u32, SdError> {
 fn render_rights(mask: u32, label: bool) -> String {
     if label {
         if mask & !0x7 == 0 {
-            return LABEL_RIGHTS
-                .iter()
-                .filter(|(_, b)| mask & b != 0)
-                .map(|(n, _)| *n)
-                .collect();
+            return LABEL_RIGHTS.iter().filter(|(_, b)| mask & b != 0).map(|(n, _)| *n).collect();
         }
         return format!("0x{mask:x}");
     }
     if let Some((name, _)) = COMBINED_RIGHTS.iter().find(|(_, b)| *b == mask) {
         return name.to_string();
     }
-    let covered: u32 = BIT_RIGHTS
-        .iter()
-        .filter(|(_, b)| mask & b != 0)
-        .map(|(_, b)| b)
-        .sum();
+    let covered: u32 = BIT_RIGHTS.iter().filter(|(_, b)| mask & b != 0).map(|(_, b)| b).sum();
     if mask != 0 && covered == mask {
-        return BIT_RIGHTS
-            .iter()
-            .filter(|(_, b)| mask & b != 0)
-            .map(|(n, _)| *n)
-            .collect();
+        return BIT_RIGHTS.iter().filter(|(_, b)| mask & b != 0).map(|(n, _)| *n).collect();
     }
     format!("0x{mask:x}")
 }
@@ -751,23 +622,12 @@ fn render_acl(s: &mut String, control: u16, dacl: bool, acl: Option<&Acl>) {
         }
     }
     for ace in &acl.aces {
-        let flags: String = ACE_FLAGS
-            .iter()
-            .filter(|(b, _)| ace.flags & b != 0)
-            .map(|(_, n)| *n)
-            .collect();
-        let type_name = SIMPLE_ACE_TYPES
-            .iter()
-            .find(|(t, _)| *t == ace.ace_type)
-            .map(|(_, n)| *n);
+        let flags: String = ACE_FLAGS.iter().filter(|(b, _)| ace.flags & b != 0).map(|(_, n)| *n).collect();
+        let type_name = SIMPLE_ACE_TYPES.iter().find(|(t, _)| *t == ace.ace_type).map(|(_, n)| *n);
         match (&ace.body, type_name) {
             (AceBody::Simple { mask, sid }, Some(name)) => {
-                let _ = write!(
-                    s,
-                    "({name};{flags};{};;;{})",
-                    render_rights(*mask, ace.ace_type == 0x11),
-                    sid.to_sddl()
-                );
+                let _ =
+                    write!(s, "({name};{flags};{};;;{})", render_rights(*mask, ace.ace_type == 0x11), sid.to_sddl());
             }
             // Only simple types are parsed into masks, so anything else is raw bytes.
             _ => {
@@ -792,12 +652,8 @@ mod tests {
         let sid = Sid::parse("BA").unwrap();
         assert_eq!(sid.to_string_form(), "S-1-5-32-544");
         assert_eq!(sid.to_sddl(), "BA");
-        let ti =
-            Sid::parse("S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464").unwrap();
-        assert_eq!(
-            ti.to_sddl(),
-            "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464"
-        );
+        let ti = Sid::parse("S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464").unwrap();
+        assert_eq!(ti.to_sddl(), "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464");
         assert!(Sid::parse("DA").unwrap_err().to_string().contains("domain"));
         assert!(Sid::parse("S-1-5-x").is_err());
         assert!(Sid::parse("S-1-281474976710656").is_err());
@@ -808,8 +664,8 @@ mod tests {
     #[test]
     fn ko_descriptor() {
         let bytes = [
-            1, 0, 0, 0x80, 20, 0, 0, 0, 36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0,
-            5, 32, 0, 0, 0, 0x21, 2, 0, 0, 1, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x21, 2, 0, 0,
+            1, 0, 0, 0x80, 20, 0, 0, 0, 36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x21,
+            2, 0, 0, 1, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x21, 2, 0, 0,
         ];
         let sd = SecurityDescriptor::from_bytes(&bytes).unwrap();
         assert_eq!(sd.to_sddl(), "O:BUG:BU");
@@ -834,9 +690,7 @@ mod tests {
 
     #[test]
     fn sddl_rights_forms() {
-        let sd =
-            SecurityDescriptor::from_sddl("D:(A;;GRGX;;;WD)(A;;0x1F01FF;;;SY)(A;;2032127;;;BA)")
-                .unwrap();
+        let sd = SecurityDescriptor::from_sddl("D:(A;;GRGX;;;WD)(A;;0x1F01FF;;;SY)(A;;2032127;;;BA)").unwrap();
         assert_eq!(sd.to_sddl(), "D:(A;;GRGX;;;WD)(A;;FA;;;SY)(A;;FA;;;BA)");
     }
 
@@ -861,27 +715,17 @@ mod tests {
 
     #[test]
     fn binary_checks_every_offset() {
-        let good = SecurityDescriptor::from_sddl("O:BAG:SYD:(A;;FA;;;BA)")
-            .unwrap()
-            .to_bytes();
+        let good = SecurityDescriptor::from_sddl("O:BAG:SYD:(A;;FA;;;BA)").unwrap().to_bytes();
         assert!(SecurityDescriptor::from_bytes(&good).is_ok());
         for cut in 0..good.len() {
-            assert!(
-                SecurityDescriptor::from_bytes(&good[..cut]).is_err(),
-                "truncated at {cut}"
-            );
+            assert!(SecurityDescriptor::from_bytes(&good[..cut]).is_err(), "truncated at {cut}");
         }
         let mut not_self_relative = good.clone();
         not_self_relative[3] = 0;
         assert!(SecurityDescriptor::from_bytes(&not_self_relative).is_err());
         let mut far_owner = good.clone();
         far_owner[4..8].copy_from_slice(&9999u32.to_le_bytes());
-        assert!(
-            SecurityDescriptor::from_bytes(&far_owner)
-                .unwrap_err()
-                .to_string()
-                .contains("outside")
-        );
+        assert!(SecurityDescriptor::from_bytes(&far_owner).unwrap_err().to_string().contains("outside"));
     }
 
     #[test]
@@ -889,9 +733,7 @@ mod tests {
         // An ACL with one object ACE (type 5) holding 12 raw bytes.
         let mut acl = vec![4, 0, 24, 0, 1, 0, 0, 0, 5, 0, 16, 0];
         acl.extend_from_slice(&[0xAA; 12]);
-        let mut sd = vec![
-            1, 0, 0x04, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0,
-        ];
+        let mut sd = vec![1, 0, 0x04, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0];
         sd.extend_from_slice(&acl);
         let parsed = SecurityDescriptor::from_bytes(&sd).unwrap();
         assert_eq!(parsed.to_bytes(), sd);

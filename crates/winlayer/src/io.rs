@@ -33,11 +33,8 @@ pub fn write_output(
     let mut out = Output::new(temp, compression).map_err(|e| io_err("writing", e))?;
     write(&mut out)?;
     let temp = out.finish().map_err(|e| io_err("writing", e))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| io_err("syncing", e))?;
-    temp.persist(path)
-        .map_err(|e| io_err("renaming into place", e.error))?;
+    temp.as_file().sync_all().map_err(|e| io_err("syncing", e))?;
+    temp.persist(path).map_err(|e| io_err("renaming into place", e.error))?;
     Ok(())
 }
 
@@ -52,11 +49,7 @@ pub fn bar(total: Option<u64>, verb: &'static str) -> ProgressBar {
     } else {
         "{prefix} {spinner} {bytes} {bytes_per_sec} {wide_msg}"
     };
-    bar.set_style(
-        ProgressStyle::with_template(template)
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
     bar.set_prefix(verb);
     bar
 }

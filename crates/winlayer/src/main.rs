@@ -37,9 +37,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         // A closed pipe (`winlayer tar ls x | head`) is the reader's choice, not a failure.
-        Err(winlayer_core::Error::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
+        Err(winlayer_core::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }
         Err(e) => {

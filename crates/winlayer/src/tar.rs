@@ -13,8 +13,7 @@ use wcow_tar::{Compression, Input, LayerReader, Mode};
 use winlayer_core::dir::{DirOptions, DirSource};
 use winlayer_core::security::SecurityDescriptor;
 use winlayer_core::{
-    Checker, Collector, Data, Entry, EntryKind, Error, LayerSink, LayerSource, Result, Severity,
-    attrs,
+    Checker, Collector, Data, Entry, EntryKind, Error, LayerSink, LayerSource, Result, Severity, attrs,
 };
 
 use crate::io::{WithProgress, bar, write_output};
@@ -112,19 +111,11 @@ impl CompressionArgs {
 pub fn run(command: TarCommand) -> Result<ExitCode> {
     match command {
         TarCommand::Ls { layer, json } => ls(&layer, json),
-        TarCommand::Normalize {
-            input,
-            output,
-            compression,
-        } => normalize(&input, &output, compression.get()),
+        TarCommand::Normalize { input, output, compression } => normalize(&input, &output, compression.get()),
         TarCommand::Verify { input, json } => verify(&input, json),
-        TarCommand::FromDir {
-            dir,
-            output,
-            base,
-            owner,
-            compression,
-        } => from_dir(&dir, &output, base, &owner, compression.get()),
+        TarCommand::FromDir { dir, output, base, owner, compression } => {
+            from_dir(&dir, &output, base, &owner, compression.get())
+        }
     }
 }
 
@@ -145,9 +136,7 @@ impl<W: Write> Listing<W> {
         self.sddl
             .entry(sd.to_vec())
             .or_insert_with(|| {
-                SecurityDescriptor::from_bytes(sd)
-                    .map(|s| s.to_sddl())
-                    .unwrap_or_else(|e| format!("<{e}>"))
+                SecurityDescriptor::from_bytes(sd).map(|s| s.to_sddl()).unwrap_or_else(|e| format!("<{e}>"))
             })
             .clone()
     }
@@ -183,7 +172,11 @@ impl<W: Write> Listing<W> {
                 Some(sd) => json!({ "sddl": self.sddl(sd), "base64": b64.encode(sd) }),
                 None => Value::Null,
             };
-            v["eas"] = m.eas.iter().map(|ea| json!({ "name": String::from_utf8_lossy(&ea.name), "value_base64": b64.encode(&ea.value) })).collect();
+            v["eas"] = m
+                .eas
+                .iter()
+                .map(|ea| json!({ "name": String::from_utf8_lossy(&ea.name), "value_base64": b64.encode(&ea.value) }))
+                .collect();
         }
         v
     }
@@ -191,18 +184,11 @@ impl<W: Write> Listing<W> {
     fn text_entry(&mut self, e: &Entry) -> io::Result<()> {
         let m = &e.meta;
         let (letters, hex) = if e.kind.has_metadata() {
-            (
-                attrs::letters(m.attributes),
-                format!("0x{:08x}", m.attributes),
-            )
+            (attrs::letters(m.attributes), format!("0x{:08x}", m.attributes))
         } else {
             (String::new(), String::new())
         };
-        let modified = if e.kind.has_metadata() {
-            m.last_write.to_rfc3339()
-        } else {
-            String::new()
-        };
+        let modified = if e.kind.has_metadata() { m.last_write.to_rfc3339() } else { String::new() };
         let name = match &e.kind {
             EntryKind::Stream { name, .. } => format!("{}:{name}", e.path),
             EntryKind::Symlink(link) => format!("{} -> {}", e.path, link.target),
@@ -219,11 +205,7 @@ impl<W: Write> Listing<W> {
             modified
         )?;
         if e.kind.has_metadata() {
-            writeln!(
-                self.out,
-                "    created {}  accessed {}  changed {}",
-                m.creation, m.last_access, m.change
-            )?;
+            writeln!(self.out, "    created {}  accessed {}  changed {}", m.creation, m.last_access, m.change)?;
             if let Some(sd) = &m.security {
                 let sddl = self.sddl(sd);
                 writeln!(self.out, "    security {sddl}")?;
@@ -245,11 +227,7 @@ impl<W: Write> LayerSink for Listing<W> {
     fn entry(&mut self, entry: &Entry, _data: &mut Data<'_>) -> Result<()> {
         let result = if self.json {
             let v = self.json_entry(entry);
-            let sep = if std::mem::take(&mut self.first) {
-                "[\n"
-            } else {
-                ",\n"
-            };
+            let sep = if std::mem::take(&mut self.first) { "[\n" } else { ",\n" };
             write!(self.out, "{sep}{v}")
         } else {
             self.text_entry(entry)
@@ -260,12 +238,7 @@ impl<W: Write> LayerSink for Listing<W> {
 
 /// `tar ls`.
 fn ls(layer: &Path, json: bool) -> Result<ExitCode> {
-    let mut listing = Listing {
-        out: BufWriter::new(io::stdout().lock()),
-        json,
-        first: true,
-        sddl: HashMap::new(),
-    };
+    let mut listing = Listing { out: BufWriter::new(io::stdout().lock()), json, first: true, sddl: HashMap::new() };
     let mut reader = LayerReader::new(open(layer)?, Mode::Strict);
     reader.read_into(&mut listing)?;
     let end = if !json {
@@ -275,9 +248,7 @@ fn ls(layer: &Path, json: bool) -> Result<ExitCode> {
     } else {
         "\n]\n"
     };
-    write!(listing.out, "{end}")
-        .and_then(|_| listing.out.flush())
-        .map_err(|e| Error::io("writing the listing", e))?;
+    write!(listing.out, "{end}").and_then(|_| listing.out.flush()).map_err(|e| Error::io("writing the listing", e))?;
     for p in reader.problems() {
         eprintln!("winlayer: {p}");
     }
@@ -290,10 +261,7 @@ fn normalize(input: &Path, output: &Path, compression: Compression) -> Result<Ex
     let reading = bar(input.remaining(), "reading");
     let mut collector = Collector::new();
     let mut reader = LayerReader::new(input, Mode::Strict);
-    reader.read_into(&mut WithProgress {
-        inner: &mut collector,
-        bar: &reading,
-    })?;
+    reader.read_into(&mut WithProgress { inner: &mut collector, bar: &reading })?;
     reading.finish_and_clear();
     for p in reader.problems() {
         eprintln!("winlayer: {p}");
@@ -309,20 +277,14 @@ fn write_sorted(collector: Collector, output: &Path, compression: Compression) -
     for p in problems.iter().filter(|p| p.severity == Severity::Warning) {
         eprintln!("winlayer: {p}");
     }
-    let errors: Vec<_> = problems
-        .into_iter()
-        .filter(|p| p.severity == Severity::Error)
-        .collect();
+    let errors: Vec<_> = problems.into_iter().filter(|p| p.severity == Severity::Error).collect();
     if !errors.is_empty() {
         return Err(Error::Problems(errors));
     }
     let writing = bar(Some(total), "writing");
     write_output(output, compression, |out| {
         let mut writer = wcow_tar::TarWriter::new(out);
-        sorted.send_to(&mut WithProgress {
-            inner: &mut writer,
-            bar: &writing,
-        })?;
+        sorted.send_to(&mut WithProgress { inner: &mut writer, bar: &writing })?;
         writer.finish().map(|_| ())
     })?;
     writing.finish_and_clear();
@@ -335,20 +297,14 @@ fn verify(input: &Path, json: bool) -> Result<ExitCode> {
     let progress = bar(input.remaining(), "checking");
     let mut reader = LayerReader::new(input, Mode::Collect);
     let mut checker = Checker::new();
-    let framing = reader.read_into(&mut WithProgress {
-        inner: &mut checker,
-        bar: &progress,
-    });
+    let framing = reader.read_into(&mut WithProgress { inner: &mut checker, bar: &progress });
     progress.finish_and_clear();
     let mut problems = reader.take_problems();
     if let Err(e) = framing {
         problems.push(winlayer_core::Problem::error(None, e.to_string()));
     }
     problems.extend(checker.finish());
-    let errors = problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .count();
+    let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
     let warnings = problems.len() - errors;
     let entries = reader.entries();
     let mut out = io::stdout().lock();
@@ -359,46 +315,23 @@ fn verify(input: &Path, json: bool) -> Result<ExitCode> {
         problems
             .iter()
             .try_for_each(|p| writeln!(out, "{p}"))
-            .and_then(|_| {
-                writeln!(
-                    out,
-                    "{entries} entries: {errors} error(s), {warnings} warning(s)"
-                )
-            })
+            .and_then(|_| writeln!(out, "{entries} entries: {errors} error(s), {warnings} warning(s)"))
     };
     written.map_err(|e| Error::io("writing the report", e))?;
-    Ok(if errors == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `tar from-dir`.
-fn from_dir(
-    dir: &Path,
-    output: &Path,
-    base: bool,
-    owner: &str,
-    compression: Compression,
-) -> Result<ExitCode> {
+fn from_dir(dir: &Path, output: &Path, base: bool, owner: &str, compression: Compression) -> Result<ExitCode> {
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => Some(v.trim().parse::<i64>().map_err(|_| {
-            Error::Invalid(format!(
-                "SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds"
-            ))
-        })?),
+        Ok(v) => Some(
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| Error::Invalid(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")))?,
+        ),
         Err(_) => None,
     };
     let mut collector = Collector::new();
-    DirSource::new(
-        dir,
-        DirOptions {
-            base,
-            owner: owner.to_string(),
-            source_date_epoch,
-        },
-    )
-    .send_to(&mut collector)?;
+    DirSource::new(dir, DirOptions { base, owner: owner.to_string(), source_date_epoch }).send_to(&mut collector)?;
     write_sorted(collector, output, compression)
 }
