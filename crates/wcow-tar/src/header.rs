@@ -63,16 +63,19 @@ fn number(bytes: &[u8], what: &str) -> Result<i64, String> {
         }
         return Ok(v as i64);
     }
-    let text =
-        bytes.iter().skip_while(|&&b| b == b' ').take_while(|&&b| b != 0 && b != b' ').copied().collect::<Vec<_>>();
-    if text.is_empty() {
-        return Ok(0);
+    // Octal digits, optionally surrounded by spaces and ended by NUL or space.
+    let digits = bytes.iter().skip_while(|&&b| b == b' ').take_while(|&&b| b != 0 && b != b' ');
+    let mut value: i64 = 0;
+    for &b in digits {
+        if !(b'0'..=b'7').contains(&b) {
+            return Err(format!("{what} field {:?} is not octal", String::from_utf8_lossy(bytes)));
+        }
+        value = value
+            .checked_mul(8)
+            .and_then(|v| v.checked_add((b - b'0') as i64))
+            .ok_or_else(|| format!("{what} field overflows"))?;
     }
-    if !text.iter().all(|b| (b'0'..=b'7').contains(b)) {
-        return Err(format!("{what} field {:?} is not octal", String::from_utf8_lossy(bytes)));
-    }
-    i64::from_str_radix(std::str::from_utf8(&text).expect("octal digits"), 8)
-        .map_err(|_| format!("{what} field overflows"))
+    Ok(value)
 }
 
 impl Header {
@@ -83,15 +86,21 @@ impl Header {
 
     /// Parses a header block, checking its checksum and magic.
     pub fn parse(block: &[u8; BLOCK]) -> Result<Header, String> {
-        let stored = number(slice(block, field::CHKSUM), "checksum")?;
-        let unsigned: i64 =
-            block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as i64 }).sum();
-        let signed: i64 =
-            block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as i8 as i64 }).sum();
-        if stored != unsigned && stored != signed {
-            return Err(format!(
-                "header checksum mismatch (stored {stored}, computed {unsigned}): not a tar header, or corrupt"
-            ));
+        let stored = number(slice(block, field::CHKSUM), "checksum")
+            .map_err(|e| format!("{e}: not a tar header, or corrupt"))?;
+        // The checksum counts its own field as eight spaces; old writers summed signed bytes.
+        let field = slice(block, field::CHKSUM);
+        let unsigned =
+            block.iter().map(|&b| b as i64).sum::<i64>() - field.iter().map(|&b| b as i64).sum::<i64>() + 8 * 32;
+        if stored != unsigned {
+            let signed = block.iter().map(|&b| b as i8 as i64).sum::<i64>()
+                - field.iter().map(|&b| b as i8 as i64).sum::<i64>()
+                + 8 * 32;
+            if stored != signed {
+                return Err(format!(
+                    "header checksum mismatch (stored {stored}, computed {unsigned}): not a tar header, or corrupt"
+                ));
+            }
         }
         let magic = slice(block, field::MAGIC);
         let ustar = magic == b"ustar\x0000";
@@ -272,7 +281,7 @@ mod tests {
         assert_eq!(parsed[2].1.len(), 95);
         assert!(blob.starts_with(b"16 path=Files/x\n"));
         // 95 + "k" + 3 = 99 body bytes: the length becomes 102 (three digits).
-        assert!(blob.ends_with(&[b'v', b'\n']) && std::str::from_utf8(&blob).unwrap().contains("\n102 k="));
+        assert!(blob.ends_with(b"v\n") && std::str::from_utf8(&blob).unwrap().contains("\n102 k="));
         for bad in [&b"5 a=b\n"[..], b"99 a=b\n", b"x a=b\n", b"6 ab\n\n", b"7 =bcd\n", b"6 a=bc", b"7 a=bc!"] {
             assert!(parse_pax(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }

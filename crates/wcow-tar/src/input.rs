@@ -214,7 +214,7 @@ pub enum Output<W: Write + Send + 'static> {
     /// No compression.
     Plain(BufWriter<W>),
     /// gzip with a fixed header (no name, time 0), so output is reproducible.
-    Gzip(flate2::write::GzEncoder<BufWriter<W>>),
+    Gzip(Box<flate2::write::GzEncoder<BufWriter<W>>>),
     /// Zstandard, produced by a compressor thread reading from a pipe.
     Zstd(Option<io::PipeWriter>, Option<JoinHandle<io::Result<W>>>),
 }
@@ -224,11 +224,11 @@ impl<W: Write + Send + 'static> Output<W> {
     pub fn new(inner: W, compression: Compression) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Output::Plain(BufWriter::with_capacity(1 << 16, inner)),
-            Compression::Gzip => Output::Gzip(
+            Compression::Gzip => Output::Gzip(Box::new(
                 flate2::GzBuilder::new()
                     .mtime(0)
                     .write(BufWriter::with_capacity(1 << 16, inner), flate2::Compression::default()),
-            ),
+            )),
             Compression::Zstd => {
                 let (reader, writer) = io::pipe()?;
                 let worker = std::thread::spawn(move || {

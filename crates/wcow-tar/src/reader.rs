@@ -1,6 +1,7 @@
 //! Reads a Windows layer tar into the entry stream: tar framing (ustar, GNU long names, PAX)
 //! first, then the Windows dialect (PAX `MSWINDOWS.*` records, streams, links, whiteouts).
 
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::Arc;
 
@@ -83,12 +84,22 @@ pub struct LayerReader {
     problems: Vec<Problem>,
     tally: Tally,
     entries: u64,
+    /// Checked descriptors by their base64 text: layers reuse a handful of descriptors, so each
+    /// is decoded and checked once and shared.
+    descriptors: HashMap<Vec<u8>, Arc<[u8]>>,
 }
 
 impl LayerReader {
     /// A reader over `input`.
     pub fn new(input: Input, mode: Mode) -> Self {
-        LayerReader { input, mode, problems: Vec::new(), tally: Tally::default(), entries: 0 }
+        LayerReader {
+            input,
+            mode,
+            problems: Vec::new(),
+            tally: Tally::default(),
+            entries: 0,
+            descriptors: HashMap::new(),
+        }
     }
 
     /// Problems found so far (all of them in [`Mode::Collect`]; warnings in either mode).
@@ -440,12 +451,20 @@ impl LayerReader {
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         if let Some(v) = raw.pax(keys::RAWSD) {
-            match b64.decode(v) {
-                Err(e) => dropped.push(field_error(format!("{}: bad base64 ({e})", keys::RAWSD))),
-                Ok(bytes) => match SecurityDescriptor::from_bytes(&bytes) {
-                    Ok(_) => meta.security = Some(Arc::from(bytes)),
-                    Err(e) => dropped.push(field_error(format!("{}: {e}", keys::RAWSD))),
-                },
+            if let Some(known) = self.descriptors.get(v) {
+                meta.security = Some(known.clone());
+            } else {
+                match b64.decode(v) {
+                    Err(e) => dropped.push(field_error(format!("{}: bad base64 ({e})", keys::RAWSD))),
+                    Ok(bytes) => match SecurityDescriptor::from_bytes(&bytes) {
+                        Ok(_) => {
+                            let sd: Arc<[u8]> = Arc::from(bytes);
+                            self.descriptors.insert(v.to_vec(), sd.clone());
+                            meta.security = Some(sd);
+                        }
+                        Err(e) => dropped.push(field_error(format!("{}: {e}", keys::RAWSD))),
+                    },
+                }
             }
         } else if let Some(v) = raw.pax(keys::SD) {
             match std::str::from_utf8(v)

@@ -21,6 +21,8 @@ use crate::reader::keys;
 /// A [`LayerSink`] that writes a layer tar.
 pub struct TarWriter<W: Write> {
     out: W,
+    /// Copy buffer for entry data, large enough that big files move in few system calls.
+    buf: Vec<u8>,
     /// Metadata and mode of the last object, which stream entries copy.
     owner: Option<(Metadata, u32)>,
     written: u64,
@@ -29,7 +31,7 @@ pub struct TarWriter<W: Write> {
 impl<W: Write> TarWriter<W> {
     /// A writer into `out` (wrap it in a buffer).
     pub fn new(out: W) -> Self {
-        TarWriter { out, owner: None, written: 0 }
+        TarWriter { out, buf: vec![0; 256 * 1024], owner: None, written: 0 }
     }
 
     /// Bytes written so far.
@@ -56,16 +58,8 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// Writes one tar entry: the PAX header when there are records, then the ustar header.
-    fn header(
-        &mut self,
-        name: &str,
-        typeflag: u8,
-        mode: u32,
-        size: u64,
-        mtime: Option<FileTime>,
-        link: &str,
-        mut records: Vec<(String, Vec<u8>)>,
-    ) -> Result<()> {
+    fn header(&mut self, head: Head<'_>, mut records: Vec<(String, Vec<u8>)>) -> Result<()> {
+        let Head { name, typeflag, mode, size, mtime, link } = head;
         let short = |s: &str| s.len() <= 100 && s.is_ascii();
         if !short(name) {
             records.push(("path".into(), name.as_bytes().to_vec()));
@@ -107,6 +101,26 @@ impl<W: Write> TarWriter<W> {
     }
 }
 
+/// The header fields of one tar entry.
+struct Head<'a> {
+    name: &'a str,
+    typeflag: u8,
+    mode: u32,
+    size: u64,
+    mtime: Option<FileTime>,
+    link: &'a str,
+}
+
+impl<'a> Head<'a> {
+    fn new(name: &'a str, typeflag: u8, mode: u32, size: u64, mtime: Option<FileTime>) -> Self {
+        Head { name, typeflag, mode, size, mtime, link: "" }
+    }
+
+    fn link(self, link: &'a str) -> Self {
+        Head { link, ..self }
+    }
+}
+
 /// The ustar name field for a name: ASCII (other characters as `_`), at most 100 bytes; the
 /// full name then travels in a PAX record.
 fn ascii_prefix(name: &str) -> Vec<u8> {
@@ -142,12 +156,12 @@ impl<W: Write> LayerSink for TarWriter<W> {
         let meta = &entry.meta;
         match &entry.kind {
             EntryKind::Directory => {
-                self.header(path, b'5', 0o755, 0, Some(meta.last_write), "", object_records(meta, true))?;
+                self.header(Head::new(path, b'5', 0o755, 0, Some(meta.last_write)), object_records(meta, true))?;
                 self.owner = Some((meta.clone(), 0o755));
             }
             EntryKind::File { size } => {
-                self.header(path, b'0', 0o644, *size, Some(meta.last_write), "", object_records(meta, true))?;
-                copy_exact(data, *size, &mut self.out, &entry.path)?;
+                self.header(Head::new(path, b'0', 0o644, *size, Some(meta.last_write)), object_records(meta, true))?;
+                copy_exact(data, *size, &mut self.out, &entry.path, &mut self.buf)?;
                 self.written += size;
                 self.pad(*size)?;
                 self.owner = Some((meta.clone(), 0o644));
@@ -157,11 +171,12 @@ impl<W: Write> LayerSink for TarWriter<W> {
                 if link.junction {
                     records.push((keys::MOUNTPOINT.to_string(), b"1".to_vec()));
                 }
-                self.header(path, b'2', 0o777, 0, Some(meta.last_write), &link.target, records)?;
+                self.header(Head::new(path, b'2', 0o777, 0, Some(meta.last_write)).link(&link.target), records)?;
                 self.owner = Some((meta.clone(), 0o777));
             }
             EntryKind::HardLink { target } => {
-                self.header(path, b'1', 0o644, 0, Some(meta.last_write), target.as_str(), object_records(meta, false))?;
+                let head = Head::new(path, b'1', 0o644, 0, Some(meta.last_write)).link(target.as_str());
+                self.header(head, object_records(meta, false))?;
                 self.owner = None;
             }
             EntryKind::Stream { name, size } => {
@@ -173,8 +188,8 @@ impl<W: Write> LayerSink for TarWriter<W> {
                     ("atime".to_string(), owner.last_access.to_pax().into_bytes()),
                     ("ctime".to_string(), owner.change.to_pax().into_bytes()),
                 ];
-                self.header(&format!("{path}:{name}"), b'0', mode, *size, Some(owner.last_write), "", records)?;
-                copy_exact(data, *size, &mut self.out, &entry.path)?;
+                self.header(Head::new(&format!("{path}:{name}"), b'0', mode, *size, Some(owner.last_write)), records)?;
+                copy_exact(data, *size, &mut self.out, &entry.path, &mut self.buf)?;
                 self.written += size;
                 self.pad(*size)?;
             }
@@ -184,7 +199,7 @@ impl<W: Write> LayerSink for TarWriter<W> {
                     (_, Some(parent)) => format!("{parent}/.wh.{}", entry.path.file_name()),
                     (_, None) => format!(".wh.{path}"),
                 };
-                self.header(&name, b'0', 0, 0, None, "", Vec::new())?;
+                self.header(Head::new(&name, b'0', 0, 0, None), Vec::new())?;
                 self.owner = None;
             }
         }

@@ -262,12 +262,20 @@ impl Read for RangeReader {
     }
 }
 
-/// Copies data into a writer and checks the length, so a short source is an error, not a
+/// Copies `len` bytes of data into a writer through `buf`, so a short source is an error, not a
 /// silently truncated entry.
-pub fn copy_exact(data: &mut dyn Read, len: u64, out: &mut dyn Write, what: &LayerPath) -> Result<()> {
-    let copied = io::copy(&mut data.take(len), out).map_err(|e| Error::io(format!("copying the data of {what}"), e))?;
-    if copied != len {
-        return Err(Error::Invalid(format!("{what}: data ends after {copied} of {len} bytes")));
+pub fn copy_exact(data: &mut dyn Read, len: u64, out: &mut dyn Write, what: &LayerPath, buf: &mut [u8]) -> Result<()> {
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = match data.read(&mut buf[..want]) {
+            Ok(0) => return Err(Error::Invalid(format!("{what}: data ends after {} of {len} bytes", len - left))),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(format!("copying the data of {what}"), e)),
+        };
+        out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing the data of {what}"), e))?;
+        left -= n as u64;
     }
     Ok(())
 }

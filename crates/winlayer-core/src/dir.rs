@@ -32,9 +32,18 @@ impl Default for DirOptions {
     }
 }
 
+/// Security descriptors for new files and directories.
+#[derive(Debug)]
+pub struct DefaultSecurity {
+    /// For files and symlinks.
+    pub file: Arc<[u8]>,
+    /// For directories.
+    pub dir: Arc<[u8]>,
+}
+
 /// The descriptors Windows gives new files and directories under `C:\`, with the chosen
 /// owner: full control for Administrators and SYSTEM, read and execute for Users.
-pub fn default_security(owner: &str) -> Result<(Arc<[u8]>, Arc<[u8]>), Error> {
+pub fn default_security(owner: &str) -> Result<DefaultSecurity, Error> {
     let owner = Sid::parse(owner).map_err(|e| Error::Invalid(format!("--owner: {e}")))?.to_sddl();
     let file = format!("O:{owner}G:SYD:(A;;FA;;;BA)(A;;FA;;;SY)(A;;0x1200a9;;;BU)");
     let dir = format!(
@@ -43,7 +52,7 @@ pub fn default_security(owner: &str) -> Result<(Arc<[u8]>, Arc<[u8]>), Error> {
     let bytes = |s: &str| {
         SecurityDescriptor::from_sddl(s).map(|sd| Arc::from(sd.to_bytes())).map_err(|e| Error::Invalid(e.to_string()))
     };
-    Ok((bytes(&file)?, bytes(&dir)?))
+    Ok(DefaultSecurity { file: bytes(&file)?, dir: bytes(&dir)? })
 }
 
 /// Whether `root` is laid out as a layer: a `Files` directory and nothing but the layer's
@@ -93,7 +102,7 @@ impl LayerSource for DirSource {
             return Err(Error::Invalid(format!("{} is not a directory", self.root.display())));
         }
         let layered = is_layer_layout(&self.root)?;
-        let (file_sd, dir_sd) = default_security(&self.options.owner)?;
+        let DefaultSecurity { file: file_sd, dir: dir_sd } = default_security(&self.options.owner)?;
         let drive_root = if layered { self.root.join("Files") } else { self.root.clone() };
         let mut walk = Walk {
             sink,

@@ -82,7 +82,7 @@ pub fn decode_list(buf: &[u8]) -> Result<Vec<ExtendedAttribute>, EaError> {
         if next == 0 {
             break;
         }
-        if next < end || next % 4 != 0 {
+        if next < end || !next.is_multiple_of(4) {
             return Err(EaError::Malformed("next-entry offset overlaps the entry or is unaligned"));
         }
         at += next;

@@ -106,20 +106,35 @@ impl FileTime {
 
     /// RFC 3339 text in UTC with 100 ns precision, for listings.
     pub fn to_rfc3339(self) -> String {
-        let t = self.unix_ticks();
-        let secs = t.div_euclid(TICKS_PER_SEC);
-        let frac = t.rem_euclid(TICKS_PER_SEC);
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        let base = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
-        if frac == 0 { format!("{base}Z") } else { format!("{base}.{:07}Z", frac) }
+        self.to_string()
     }
 }
 
 impl fmt::Display for FileTime {
+    /// RFC 3339 in UTC with 100 ns precision (`2020-09-13T12:26:40.2500000Z`). Listings print
+    /// four per entry, so the digits are placed by hand rather than through `write!`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_rfc3339())
+        let t = self.unix_ticks();
+        let secs = t.div_euclid(TICKS_PER_SEC);
+        let frac = t.rem_euclid(TICKS_PER_SEC) as u64;
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400) as u64;
+        let mut buf = *b"0000-00-00T00:00:00.0000000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y.clamp(0, 9999) as u64);
+        put(5, 2, m as u64);
+        put(8, 2, d as u64);
+        put(11, 2, sod / 3600);
+        put(14, 2, sod / 60 % 60);
+        put(17, 2, sod % 60);
+        put(20, 7, frac);
+        let text = if frac == 0 { [&buf[..19], b"Z"].concat() } else { buf.to_vec() };
+        f.write_str(std::str::from_utf8(&text).expect("ASCII digits"))
     }
 }
 

@@ -29,18 +29,17 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err(format!("'{name}' components are not allowed"));
     }
-    if let Some(c) = name.chars().find(|c| (*c as u32) < 0x20) {
-        return Err(if c == '\0' {
-            "contains NUL".into()
-        } else {
-            format!("contains control character U+{:04X}", c as u32)
-        });
-    }
-    if name.contains('\\') {
-        return Err("contains a backslash (tar paths use '/')".into());
-    }
-    if let Some(c) = name.chars().find(|c| "<>:\"|?*".contains(*c)) {
-        return Err(format!("contains '{c}', which Windows file names cannot"));
+    // One pass over the bytes: every character Windows refuses is ASCII.
+    for &b in name.as_bytes() {
+        match b {
+            0 => return Err("contains NUL".into()),
+            1..=0x1F => return Err(format!("contains control character U+{b:04X}")),
+            b'\\' => return Err("contains a backslash (tar paths use '/')".into()),
+            b'<' | b'>' | b':' | b'"' | b'|' | b'?' | b'*' => {
+                return Err(format!("contains '{}', which Windows file names cannot", b as char));
+            }
+            _ => {}
+        }
     }
     if name.ends_with('.') || name.ends_with(' ') {
         return Err("ends with a dot or space, which Windows strips".into());
@@ -48,7 +47,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if is_reserved_device_name(name) {
         return Err(format!("'{name}' is a reserved Windows device name"));
     }
-    if name.encode_utf16().count() > 255 {
+    // UTF-16 never needs more units than UTF-8 needs bytes, so count only long names.
+    if name.len() > 255 && name.encode_utf16().count() > 255 {
         return Err("component longer than 255 UTF-16 units".into());
     }
     Ok(())
@@ -71,15 +71,14 @@ pub fn check_stream_name(name: &str) -> Result<(), String> {
 /// `CON`, `PRN`, `AUX`, `NUL`, `COM1`-`COM9`, `LPT1`-`LPT9` (also with superscript digits),
 /// `CONIN$`, `CONOUT$`: reserved with or without an extension, in any case.
 fn is_reserved_device_name(name: &str) -> bool {
-    let stem = name.split('.').next().unwrap_or("").trim_end_matches(' ').to_ascii_uppercase();
-    match stem.as_str() {
-        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$" => true,
-        s if (s.starts_with("COM") || s.starts_with("LPT")) => {
-            let digit: String = s.chars().skip(3).collect();
-            matches!(digit.as_str(), "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³")
-        }
-        _ => false,
+    let stem = name.split('.').next().unwrap_or("").trim_end_matches(' ');
+    let is = |word: &str| stem.eq_ignore_ascii_case(word);
+    if is("CON") || is("PRN") || is("AUX") || is("NUL") || is("CONIN$") || is("CONOUT$") {
+        return true;
     }
+    let (Some(prefix), Some(digit)) = (stem.get(..3), stem.get(3..)) else { return false };
+    (prefix.eq_ignore_ascii_case("COM") || prefix.eq_ignore_ascii_case("LPT"))
+        && matches!(digit, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³")
 }
 
 /// The case-folded form NTFS compares names by: each UTF-16 unit of the BMP mapped through a
@@ -116,7 +115,7 @@ impl LayerPath {
         if path.contains('\\') {
             return Err(fail("contains a backslash (tar paths use '/')".into()));
         }
-        if path.encode_utf16().count() > 32_000 {
+        if path.len() > 32_000 && path.encode_utf16().count() > 32_000 {
             return Err(fail("longer than Windows' 32,767-character path limit".into()));
         }
         for name in path.split('/') {
@@ -132,12 +131,11 @@ impl LayerPath {
                 .unwrap_or_default();
             return Err(fail(format!("top-level name {top:?} is not Files, Hives or UtilityVM{hint}")));
         }
-        if top == "UtilityVM" {
-            if let Some(second) = parts.next() {
-                if second != "Files" {
-                    return Err(fail(format!("only UtilityVM/Files may exist below UtilityVM, not {second:?}")));
-                }
-            }
+        if top == "UtilityVM"
+            && let Some(second) = parts.next()
+            && second != "Files"
+        {
+            return Err(fail(format!("only UtilityVM/Files may exist below UtilityVM, not {second:?}")));
         }
         Ok(LayerPath(path.to_string()))
     }

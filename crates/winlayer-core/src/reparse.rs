@@ -122,7 +122,7 @@ impl Link {
         let names = &data[fixed..];
         let name = |off: usize, len: usize| -> Result<String, ReparseError> {
             let bytes = names.get(off..off + len).ok_or_else(|| bad("name lies outside the buffer"))?;
-            if len % 2 != 0 {
+            if !len.is_multiple_of(2) {
                 return Err(bad("odd UTF-16 name length"));
             }
             let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();

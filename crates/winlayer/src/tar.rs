@@ -188,7 +188,7 @@ impl<W: Write> Listing<W> {
         } else {
             (String::new(), String::new())
         };
-        let modified = if e.kind.has_metadata() { m.last_write.to_rfc3339() } else { String::new() };
+        let modified = if e.kind.has_metadata() { m.last_write.to_string() } else { String::new() };
         let name = match &e.kind {
             EntryKind::Stream { name, .. } => format!("{}:{name}", e.path),
             EntryKind::Symlink(link) => format!("{} -> {}", e.path, link.target),
@@ -207,7 +207,7 @@ impl<W: Write> Listing<W> {
         if e.kind.has_metadata() {
             writeln!(self.out, "    created {}  accessed {}  changed {}", m.creation, m.last_access, m.change)?;
             if let Some(sd) = &m.security {
-                let sddl = self.sddl(sd);
+                let sddl = self.sddl(sd).to_string();
                 writeln!(self.out, "    security {sddl}")?;
             }
             for ea in &m.eas {
