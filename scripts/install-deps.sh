@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 
-lists() { cat "$@" 2>/dev/null | sed -e 's/#.*//' -e '/^[[:space:]]*$/d' | sort -u; }
+lists() { { cat "$@" 2>/dev/null || true; } | sed -e 's/#.*//' -e '/^[[:space:]]*$/d' | sort -u; }
 
 missing=()
 for pkg in $(lists scripts/deps/apt-*.txt); do
