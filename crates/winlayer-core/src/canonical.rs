@@ -15,31 +15,23 @@ use crate::path::LayerPath;
 /// Sort key: one `(class, name)` pair per level. Within a directory come, in this order, its
 /// streams (class 0), its opaque marker (1), the whiteouts of its children (2), then its
 /// children (3), each group by byte order of the name, so the walk is depth-first, pre-order.
-pub fn canonical_key(entry: &Entry) -> Vec<(u8, String)> {
-    let object = |p: &LayerPath| p.components().map(|c| (3u8, c.to_string())).collect::<Vec<_>>();
-    match &entry.kind {
-        EntryKind::Stream { name, .. } => {
-            let mut key = object(&entry.path);
-            key.push((0, name.clone()));
-            key
-        }
-        EntryKind::Opaque => {
-            let mut key = object(&entry.path);
-            key.push((1, String::new()));
-            key
-        }
-        EntryKind::Whiteout => {
-            let mut key = entry.path.parent().map(|p| object(&p)).unwrap_or_default();
-            key.push((2, entry.path.file_name().to_string()));
-            key
-        }
-        _ => object(&entry.path),
-    }
+fn canonical_key(entry: &Entry) -> impl Iterator<Item = (u8, &str)> {
+    let path = entry.path.as_str();
+    let (object, last) = match &entry.kind {
+        EntryKind::Stream { name, .. } => (path, Some((0, name.as_str()))),
+        EntryKind::Opaque => (path, Some((1, ""))),
+        EntryKind::Whiteout => match path.rsplit_once('/') {
+            Some((parent, name)) => (parent, Some((2, name))),
+            None => ("", Some((2, path))),
+        },
+        _ => (path, None),
+    };
+    object.split('/').filter(|c| !c.is_empty()).map(|c| (3, c)).chain(last)
 }
 
 /// Compares two entries in canonical order.
 pub fn canonical_cmp(a: &Entry, b: &Entry) -> Ordering {
-    canonical_key(a).cmp(&canonical_key(b))
+    canonical_key(a).cmp(canonical_key(b))
 }
 
 /// Where a collected entry's data is kept until it is replayed.
@@ -81,9 +73,8 @@ impl Collector {
         };
         let mut items = self.items;
         resolve_links(&mut items);
-        let mut keyed: Vec<_> = items.into_iter().map(|item| (canonical_key(&item.0), item)).collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Sorted { items: keyed.into_iter().map(|(_, item)| item).collect(), spool })
+        items.sort_by(|a, b| canonical_cmp(&a.0, &b.0));
+        Ok(Sorted { items, spool })
     }
 }
 
