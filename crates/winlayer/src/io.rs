@@ -38,6 +38,24 @@ pub fn write_output(
     Ok(())
 }
 
+/// Writes the file `path` through `write`, which gets a temporary path beside it (for formats
+/// written by position rather than as a stream); renamed into place only when `write`
+/// succeeds.
+pub fn write_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".winlayer-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a temporary file beside {}", path.display()), e))?;
+    write(temp.path())?;
+    temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    temp.persist(path).map_err(|e| Error::io(format!("renaming into place {}", path.display()), e.error))?;
+    Ok(())
+}
+
 /// A byte-counting progress bar on standard error, drawn only on a terminal.
 pub fn bar(total: Option<u64>, verb: &'static str) -> ProgressBar {
     let bar = match total {
