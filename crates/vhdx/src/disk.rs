@@ -757,7 +757,9 @@ impl Vhdx {
         let parent =
             self.parent.as_ref().ok_or_else(|| self.invalid("reading it needs its parent, which is not open"))?;
         let present = parent.geometry.virtual_size.saturating_sub(pos).min(out.len() as u64) as usize;
-        parent.read_at(pos, &mut out[..present])?;
+        if present > 0 {
+            parent.read_at(pos, &mut out[..present])?;
+        }
         out[present..].fill(0);
         Ok(())
     }
