@@ -153,13 +153,13 @@ impl Vhdx {
                 let entry = BatEntry(u64_at(raw, 0));
                 let at = self.bat.offset + index * 8;
                 let (is_bitmap, number) = g.entry_kind(index);
-                let what = if is_bitmap {
-                    format!("BAT entry {index} (sector bitmap of chunk {number})")
-                } else {
-                    format!("BAT entry {index} (payload block {number})")
-                };
                 let mut problem = |error: bool, msg: String| {
-                    let p = if error { Problem::error(what.clone(), msg) } else { Problem::warning(what.clone(), msg) };
+                    let what = if is_bitmap {
+                        format!("BAT entry {index} (sector bitmap of chunk {number})")
+                    } else {
+                        format!("BAT entry {index} (payload block {number})")
+                    };
+                    let p = if error { Problem::error(what, msg) } else { Problem::warning(what, msg) };
                     report.problems.push(p.at(at));
                 };
                 if entry.0 >> 3 & 0x1_FFFF != 0 {
@@ -219,7 +219,7 @@ impl Vhdx {
                     }
                     if offset < HEADER_SECTION {
                         problem(true, format!("points into the header section (byte {offset})"));
-                    } else if offset + length > file_size {
+                    } else if offset.checked_add(length).is_none_or(|end| end > file_size) {
                         problem(
                             true,
                             format!("{length} bytes at byte {offset} go past the end of the file ({file_size} bytes)"),

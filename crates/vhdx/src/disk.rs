@@ -646,6 +646,7 @@ impl Vhdx {
             Vhdx::open(storage, name, &OpenOptions { writable: true, ids: options.ids.clone(), parents: false })?;
         // A new disk needs no second header update before its first write.
         disk.updated = true;
+        disk.allocate_bitmaps(0)?;
         Ok(disk)
     }
 
@@ -703,6 +704,9 @@ impl Vhdx {
         let offset = entry.offset();
         if offset < HEADER_SECTION {
             return Err(self.invalid(format!("{what} points into the header section (byte {offset})")));
+        }
+        if offset >= self.file_end {
+            return Err(self.invalid(format!("{what} at byte {offset} lies beyond the end of the file")));
         }
         Ok(offset)
     }
@@ -925,6 +929,24 @@ impl Vhdx {
         Ok(())
     }
 
+    /// Gives every chunk from `first` on of a differencing disk an allocated, all-zero sector
+    /// bitmap (the file stays sparse). The format allows leaving it unallocated until a block
+    /// of the chunk becomes partially present, but libvhdi (20260901) then reads the bitmap
+    /// from file offset 0 and takes header bytes for present sectors.
+    fn allocate_bitmaps(&mut self, first: u64) -> Result<()> {
+        if !self.geometry.has_parent {
+            return Ok(());
+        }
+        for chunk in first..self.geometry.bitmap_blocks() {
+            let index = self.geometry.bitmap_index(chunk * self.geometry.chunk_ratio());
+            if self.bat_entry(index)?.state() != bitmap::PRESENT {
+                let at = self.allocate(MIB)?;
+                self.set_bat_entry(index, BatEntry::new(bitmap::PRESENT, at))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the sector bitmap bits of `len` bytes at `pos` in payload block `block` (clearing
     /// the block's other bits first when `fresh`), allocating the bitmap block if needed.
     /// Returns whether every sector of the block is now present.
@@ -996,10 +1018,12 @@ impl Vhdx {
             .find(|e| e.item == guids::VIRTUAL_DISK_SIZE)
             .map(|e| self.metadata.offset + e.offset as u64)
             .expect("checked at open");
+        let old_chunks = old.bitmap_blocks();
+        self.geometry = new;
+        self.allocate_bitmaps(old_chunks)?;
         self.storage.sync().map_err(self.io("syncing"))?;
         self.write_file(&new_size.to_le_bytes(), item, "the virtual disk size")?;
         self.storage.sync().map_err(self.io("syncing"))?;
-        self.geometry = new;
         Ok(())
     }
 

@@ -15,6 +15,8 @@
 pub mod check;
 pub mod disk;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 mod log;
 pub mod raw;

@@ -180,7 +180,8 @@ pub fn run(command: VhdxCommand) -> Result<ExitCode> {
             let formatter = mkntfs.map(|program| Mkntfs { program }).unwrap_or_default();
             let t = scratch::ensure_templates(&dir, &formatter, &seed.ids())?;
             let verb = if t.created { "created" } else { "kept" };
-            println!("{verb} {}\n{verb} {}", t.base.display(), t.diff.display());
+            writeln!(io::stdout(), "{verb} {}\n{verb} {}", t.base.display(), t.diff.display())
+                .map_err(|e| Error::io("writing the report", e))?;
             Ok(ExitCode::SUCCESS)
         }
         VhdxCommand::Copy { template, dest, size } => {
