@@ -220,7 +220,7 @@ impl Vhdx {
             )));
         }
         let log_end = header.log_offset.checked_add(header.log_length as u64);
-        if header.log_length as u64 % MIB != 0
+        if !(header.log_length as u64).is_multiple_of(MIB)
             || header.log_offset % MIB != 0
             || (header.log_length > 0 && header.log_offset < HEADER_SECTION)
             || log_end.is_none_or(|end| end > file_size)
@@ -232,15 +232,14 @@ impl Vhdx {
                 header.log_offset
             )));
         }
-        if !header.log_guid.is_nil() {
-            if let Some(pending) =
+        if !header.log_guid.is_nil()
+            && let Some(pending) =
                 log::pending(&*storage, &header).map_err(|e| Error::io(format!("{name}: reading the log"), e))?
-            {
-                return Err(bad(format!(
-                    "the log holds {pending} that must be replayed before the disk can be used; replaying is not \
+        {
+            return Err(bad(format!(
+                "the log holds {pending} that must be replayed before the disk can be used; replaying is not \
                      implemented: let Windows (Hyper-V, Mount-VHD) or `qemu-img check -r all` open it read-write once"
-                )));
-            }
+            )));
         }
 
         let mut table_errors = Vec::new();
@@ -307,7 +306,10 @@ impl Vhdx {
         let logical_sector_size = sector_size(u32_at(item(3, 4, "logical sector size")?, 0), "logical").map_err(bad)?;
         let physical_sector_size =
             sector_size(u32_at(item(4, 4, "physical sector size")?, 0), "physical").map_err(bad)?;
-        if virtual_size == 0 || virtual_size % logical_sector_size as u64 != 0 || virtual_size > MAX_VIRTUAL_SIZE {
+        if virtual_size == 0
+            || !virtual_size.is_multiple_of(logical_sector_size as u64)
+            || virtual_size > MAX_VIRTUAL_SIZE
+        {
             return Err(bad(format!(
                 "virtual size {virtual_size} is not a non-zero multiple of the {logical_sector_size}-byte sector up to 64 TiB"
             )));
@@ -394,7 +396,7 @@ impl Vhdx {
             }
             let end = r.offset.checked_add(r.length as u64);
             if r.offset % MIB != 0
-                || r.length as u64 % MIB != 0
+                || !(r.length as u64).is_multiple_of(MIB)
                 || r.length == 0
                 || r.offset < HEADER_SECTION
                 || end.is_none_or(|e| e > file_size)
@@ -558,7 +560,7 @@ impl Vhdx {
         let logical = sector_size(options.logical_sector_size, "logical").map_err(bad)?;
         sector_size(options.physical_sector_size, "physical").map_err(bad)?;
         let size = options.virtual_size;
-        if size == 0 || size % logical as u64 != 0 || size > MAX_VIRTUAL_SIZE {
+        if size == 0 || !size.is_multiple_of(logical as u64) || size > MAX_VIRTUAL_SIZE {
             return Err(bad(format!("virtual size {size} is not a non-zero multiple of {logical} bytes up to 64 TiB")));
         }
         let geometry = Geometry {
@@ -881,7 +883,7 @@ impl Vhdx {
         self.require_writable()?;
         self.check_range(offset, data.len())?;
         let sector = self.geometry.logical_sector_size as u64;
-        if offset % sector != 0 || data.len() as u64 % sector != 0 {
+        if !offset.is_multiple_of(sector) || !(data.len() as u64).is_multiple_of(sector) {
             return Err(self.invalid(format!(
                 "writes must be whole {sector}-byte sectors, not {} bytes at byte {offset}",
                 data.len()
@@ -981,7 +983,7 @@ impl Vhdx {
         if new_size < old.virtual_size {
             return Err(self.invalid(format!("cannot shrink from {} to {new_size} bytes", old.virtual_size)));
         }
-        if new_size % sector != 0 || new_size > MAX_VIRTUAL_SIZE {
+        if !new_size.is_multiple_of(sector) || new_size > MAX_VIRTUAL_SIZE {
             return Err(self.invalid(format!("{new_size} bytes is not a multiple of {sector} bytes up to 64 TiB")));
         }
         if new_size == old.virtual_size {
@@ -1003,7 +1005,7 @@ impl Vhdx {
         }
         // The old last block's bytes past the old end become visible: make them zeros.
         let block_size = old.block_size as u64;
-        if old.virtual_size % block_size != 0 {
+        if !old.virtual_size.is_multiple_of(block_size) {
             let block = old.virtual_size / block_size;
             let entry = self.bat_entry(old.payload_index(block))?;
             if entry.state() == payload::FULLY_PRESENT {

@@ -31,7 +31,7 @@ pub(crate) fn pending(storage: &dyn Storage, header: &Header) -> io::Result<Opti
         if entry.log_guid != header.log_guid
             || entry.sequence == 0
             || size == 0
-            || size % LOG_SECTOR != 0
+            || !size.is_multiple_of(LOG_SECTOR)
             || size > length
             || descriptor_sectors * LOG_SECTOR > size
         {

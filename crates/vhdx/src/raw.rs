@@ -46,7 +46,7 @@ pub fn from_raw(raw: &File, disk: &mut Vhdx, at: u64, progress: &mut dyn FnMut(u
     let len = raw.metadata().map_err(|e| Error::io("reading the raw image's length", e))?.len();
     let sector = disk.info().logical_sector_size as u64;
     let padded = len.div_ceil(sector) * sector;
-    if at % sector != 0 || at.checked_add(padded).is_none_or(|end| end > disk.virtual_size()) {
+    if !at.is_multiple_of(sector) || at.checked_add(padded).is_none_or(|end| end > disk.virtual_size()) {
         return Err(Error::Invalid(format!(
             "a raw image of {len} bytes at byte {at} does not fit {} ({} bytes)",
             disk.name(),

@@ -61,7 +61,7 @@ fn pattern(disk: &mut Vhdx, seed: u8) {
     let mut n = 0u64;
     while at < size {
         let len = (((n * 7919) % 37 + 1) * sector).min(size - at);
-        if n % 3 != 0 {
+        if !n.is_multiple_of(3) {
             let data: Vec<u8> = (0..len).map(|i| (i / sector) as u8 ^ seed ^ n as u8).collect();
             disk.write_at(at, &data).unwrap();
         }

@@ -243,29 +243,38 @@ fn info_json(path: &Path, info: &Info) -> Value {
 }
 
 fn info(path: &Path, as_json: bool) -> Result<ExitCode> {
-    let disk = Vhdx::open_file(path, &OpenOptions::default())?;
-    let report = info_json(path, &disk.info());
+    let info = Vhdx::open_file(path, &OpenOptions::default())?.info();
+    let report = info_json(path, &info);
     let mut out = io::stdout().lock();
     let written = if as_json {
         writeln!(out, "{report:#}")
     } else {
-        let Value::Object(fields) = &report else { unreachable!("an object") };
-        fields.iter().try_for_each(|(key, value)| match value {
-            Value::Object(parent) => {
-                writeln!(out, "{key}:")?;
-                for (k, v) in parent {
-                    match v {
-                        Value::Object(locator) => locator
-                            .iter()
-                            .try_for_each(|(k, v)| writeln!(out, "  {k:<20} {}", v.as_str().unwrap_or("")))?,
-                        Value::Null => {}
-                        v => writeln!(out, "  {k:<20} {}", v.as_str().map(str::to_owned).unwrap_or(v.to_string()))?,
-                    }
-                }
-                Ok(())
-            }
-            Value::Null => Ok(()),
-            v => writeln!(out, "{key:<22} {}", v.as_str().map(str::to_owned).unwrap_or(v.to_string())),
+        // The JSON's fields in reading order, values without quotes.
+        let order = [
+            "file",
+            "type",
+            "virtual_size",
+            "block_size",
+            "logical_sector_size",
+            "physical_sector_size",
+            "file_size",
+            "creator",
+            "disk_id",
+            "data_write_guid",
+            "file_write_guid",
+            "log_guid",
+            "current_header",
+            "sequence",
+        ];
+        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+        order.iter().try_for_each(|key| writeln!(out, "{key:<22} {}", text(&report[key]))).and_then(|()| {
+            let Some(parent) = &info.parent else { return Ok(()) };
+            writeln!(out, "{:<22} {}", "parent_linkage", parent.linkage.braced())?;
+            parent
+                .entries
+                .iter()
+                .filter(|(k, _)| k != "parent_linkage")
+                .try_for_each(|(k, v)| writeln!(out, "{k:<22} {v}"))
         })
     };
     written.map_err(|e| Error::io("writing the report", e))?;
