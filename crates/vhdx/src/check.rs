@@ -108,15 +108,7 @@ impl Vhdx {
                     .push(Problem::error(format!("metadata entry {i}"), format!("overlaps metadata entry {j}")).at(at));
             }
             items.push((e.offset, e.length, i));
-            let known = [
-                guids::FILE_PARAMETERS,
-                guids::VIRTUAL_DISK_SIZE,
-                guids::VIRTUAL_DISK_ID,
-                guids::LOGICAL_SECTOR_SIZE,
-                guids::PHYSICAL_SECTOR_SIZE,
-                guids::PARENT_LOCATOR,
-            ];
-            if !known.contains(&e.item) {
+            if !guids::METADATA_ITEMS.contains(&e.item) {
                 let kind = if e.is_user { "user" } else { "system" };
                 problems.push(
                     Problem::warning(

@@ -260,14 +260,6 @@ impl Vhdx {
         let metadata_entries = parse_metadata_table(&table)
             .map_err(|e| bad(format!("metadata table at byte {}: {e}", metadata.offset)))?;
         let mut items: [Option<Vec<u8>>; 6] = Default::default();
-        let known = [
-            guids::FILE_PARAMETERS,
-            guids::VIRTUAL_DISK_SIZE,
-            guids::VIRTUAL_DISK_ID,
-            guids::LOGICAL_SECTOR_SIZE,
-            guids::PHYSICAL_SECTOR_SIZE,
-            guids::PARENT_LOCATOR,
-        ];
         for (i, entry) in metadata_entries.iter().enumerate() {
             let what = format!("metadata entry {i} ({})", entry.item.hyphenated());
             if entry.length == 0 && entry.offset != 0 {
@@ -283,7 +275,7 @@ impl Vhdx {
                     entry.length, entry.offset
                 )));
             }
-            match known.iter().position(|g| *g == entry.item) {
+            match guids::METADATA_ITEMS.iter().position(|g| *g == entry.item) {
                 Some(k) if items[k].is_some() => return Err(bad(format!("{what}: the item appears twice"))),
                 Some(k) => items[k] = Some(read(entry.length as usize, metadata.offset + entry.offset as u64, &what)?),
                 None if entry.is_required => {

@@ -55,6 +55,15 @@ pub mod guids {
     pub const PARENT_LOCATOR: Uuid = uuid!("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C");
     /// The one parent locator type the specification defines: another VHDX file.
     pub const VHDX_LOCATOR_TYPE: Uuid = uuid!("B04AEFB7-D19E-4A81-B789-25B8E9445913");
+    /// Every metadata item the specification defines, in the order this crate keeps them.
+    pub const METADATA_ITEMS: [Uuid; 6] = [
+        FILE_PARAMETERS,
+        VIRTUAL_DISK_SIZE,
+        VIRTUAL_DISK_ID,
+        LOGICAL_SECTOR_SIZE,
+        PHYSICAL_SECTOR_SIZE,
+        PARENT_LOCATOR,
+    ];
 }
 
 /// Payload block states (§2.5.1.1).

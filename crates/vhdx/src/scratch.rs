@@ -208,8 +208,8 @@ pub struct Templates {
     pub base: PathBuf,
     /// `blank.vhdx`, the one to copy.
     pub diff: PathBuf,
-    /// Whether they were (re)created by this call.
-    pub created: bool,
+    /// Why they were (re)created by this call (`None`: kept as they were).
+    pub created: Option<String>,
 }
 
 /// Why the existing pair in `dir` cannot be used, or `None` when it can.
@@ -245,10 +245,11 @@ fn pair_problem(base: &Path, diff: &Path) -> Option<String> {
 /// broken (or the differencing disk no longer matches the base). Each file is written under
 /// a temporary name and renamed into place.
 pub fn ensure_templates(dir: &Path, formatter: &dyn Formatter, ids: &Ids) -> Result<Templates> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let (base, diff) = (dir.join(BASE_NAME), dir.join(DIFF_NAME));
-    if pair_problem(&base, &diff).is_none() {
-        return Ok(Templates { base, diff, created: false });
-    }
+    let Some(problem) = pair_problem(&base, &diff) else {
+        return Ok(Templates { base, diff, created: None });
+    };
     for path in [&diff, &base] {
         match fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -265,7 +266,7 @@ pub fn ensure_templates(dir: &Path, formatter: &dyn Formatter, ids: &Ids) -> Res
         let _ = fs::remove_file(&diff);
         let _ = fs::remove_file(&base);
     }
-    result.map(|()| Templates { base, diff, created: true })
+    result.map(|()| Templates { base, diff, created: Some(problem) })
 }
 
 /// Runs `make` on a temporary path beside `dest` and renames the result into place.

@@ -19,7 +19,7 @@ fn run(command: &mut Command) -> Output {
     let output = command.output().unwrap_or_else(|e| panic!("cannot run {program} ({e}): {INSTALL}"));
     assert!(
         output.status.success(),
-        "{command:?} failed: {}{}",
+        "{command:?} failed ({INSTALL} if a tool or module is missing): {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -256,7 +256,7 @@ fn the_scratch_templates_hold_a_gpt_and_ntfs_others_can_read() {
     fs::create_dir(&root).unwrap();
     let mkntfs = Mkntfs { program: sbin("mkntfs") };
     let t = scratch::ensure_templates(&root, &mkntfs, &Ids::Random).unwrap();
-    assert!(t.created);
+    assert_eq!(t.created.as_deref(), Some("missing"));
     let base = open(&t.base, false).info();
     assert_eq!((base.virtual_size, base.block_size), (10 << 30, MIB as u32));
     assert_eq!(open(&t.diff, true).parent().unwrap().info().data_write_guid, base.data_write_guid);
@@ -288,16 +288,16 @@ fn the_scratch_templates_hold_a_gpt_and_ntfs_others_can_read() {
     assert!(said.contains("through parent True") && said.contains("'$MFT'") && said.contains("cluster 4096"), "{said}");
 
     // Kept when sound, recreated as a pair when either is broken or missing.
-    assert!(!scratch::ensure_templates(&root, &mkntfs, &Ids::Random).unwrap().created);
+    assert_eq!(scratch::ensure_templates(&root, &mkntfs, &Ids::Random).unwrap().created, None);
     let mut b = fs::read(&t.diff).unwrap();
     b[65536 + 100] ^= 0xFF;
     b[131072 + 100] ^= 0xFF;
     fs::write(&t.diff, b).unwrap();
     let again = scratch::ensure_templates(&root, &mkntfs, &Ids::Random).unwrap();
-    assert!(again.created);
+    assert!(again.created.as_deref().unwrap().contains("no valid header"), "{:?}", again.created);
     assert_ne!(open(&t.base, false).info().data_write_guid, base.data_write_guid, "the base was made anew");
     fs::remove_file(&t.base).unwrap();
-    assert!(scratch::ensure_templates(&root, &mkntfs, &Ids::Random).unwrap().created);
+    assert_eq!(scratch::ensure_templates(&root, &mkntfs, &Ids::Random).unwrap().created.as_deref(), Some("missing"));
     open(&t.diff, true);
 
     // A container's scratch: a copy elsewhere, grown, still reading the base (found by its

@@ -179,7 +179,10 @@ pub fn run(command: VhdxCommand) -> Result<ExitCode> {
         VhdxCommand::ScratchTemplate { dir, mkntfs, seed } => {
             let formatter = mkntfs.map(|program| Mkntfs { program }).unwrap_or_default();
             let t = scratch::ensure_templates(&dir, &formatter, &seed.ids())?;
-            let verb = if t.created { "created" } else { "kept" };
+            let verb = match &t.created {
+                Some(why) => format!("created ({why})"),
+                None => "kept".into(),
+            };
             writeln!(io::stdout(), "{verb} {}\n{verb} {}", t.base.display(), t.diff.display())
                 .map_err(|e| Error::io("writing the report", e))?;
             Ok(ExitCode::SUCCESS)
