@@ -84,8 +84,8 @@ sfdisk --dump base.raw | grep -q 'type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7' || 
 ok "sfdisk reads the template's GPT: $(sfdisk --dump base.raw | grep -c '^base.raw') partitions"
 start=$(sfdisk --json base.raw | json "['partitiontable']['partitions'][1]['start']")
 size=$(sfdisk --json base.raw | json "['partitiontable']['partitions'][1]['size']")
-dd if=base.raw of=part.raw bs=1M iflag=skip_bytes,count_bytes skip=$((start * 512)) count=$((size * 512)) \
-  conv=sparse status=none
+qemu-img convert -O raw --image-opts \
+  "driver=raw,offset=$((start * 512)),size=$((size * 512)),file.driver=vhdx,file.file.filename=root/blank-base.vhdx" part.raw
 info=$(ntfsinfo -m part.raw)
 grep -q 'Cluster Size: 4096' <<<"$info" || fail "ntfsinfo: $info"
 ok "ntfsinfo reads the template's NTFS"
