@@ -14,7 +14,7 @@ use crate::storage::Storage;
 const BUFFER: u64 = 4 * MIB;
 
 /// The byte ranges of `raw` that may hold data, in order.
-fn data_extents(raw: &File, len: u64) -> Result<Vec<(u64, u64)>> {
+pub(crate) fn data_extents(raw: &File, len: u64) -> Result<Vec<(u64, u64)>> {
     #[cfg(unix)]
     {
         use rustix::fs::{SeekFrom, seek};

@@ -11,7 +11,7 @@
 //! On Linux the NTFS comes from ntfs-3g's `mkntfs` ([`Mkntfs`]); nothing here has been
 //! mounted by Windows.
 
-use std::fs;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -22,6 +22,7 @@ use crate::disk::{CreateOptions, OpenOptions, Vhdx};
 use crate::format::{Crc, MIB, put_guid, put_u32, put_u64};
 use crate::ids::Ids;
 use crate::raw;
+use crate::storage::Storage;
 
 /// The base template's file name.
 pub const BASE_NAME: &str = "blank-base.vhdx";
@@ -278,6 +279,7 @@ fn write_atomically(dest: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Resu
         .tempfile_in(dir)
         .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
     make(temp.path())?;
+    temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", dest.display()), e))?;
     temp.persist(dest).map_err(|e| Error::io(format!("renaming into place {}", dest.display()), e.error))?;
     Ok(())
 }
@@ -287,12 +289,35 @@ fn write_atomically(dest: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Resu
 /// refused.
 pub fn copy(template: &Path, dest: &Path, size: Option<u64>) -> Result<()> {
     write_atomically(dest, |temp| {
-        fs::copy(template, temp).map_err(|e| Error::io(format!("copying {}", template.display()), e))?;
+        copy_sparse(template, temp)?;
         match size {
             Some(size) => grow(temp, size),
             None => Ok(()),
         }
     })
+}
+
+/// Copies the file `from` over the empty file `to`, leaving holes where `from` has them (the
+/// templates are mostly holes).
+fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+    let io = |what: &str, path: &Path, e| Error::io(format!("{what} {}", path.display()), e);
+    let source = File::open(from).map_err(|e| io("opening", from, e))?;
+    let len = source.metadata().map_err(|e| io("reading", from, e))?.len();
+    let mut dest = File::options().write(true).open(to).map_err(|e| io("opening", to, e))?;
+    dest.set_len(len).map_err(|e| io("sizing", to, e))?;
+    let mut buf = vec![0u8; MIB as usize];
+    for (start, end) in raw::data_extents(&source, len)? {
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(MIB) as usize;
+            source.read_at(&mut buf[..n], at).map_err(|e| io("reading", from, e))?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                dest.write_at(&buf[..n], at).map_err(|e| io("writing", to, e))?;
+            }
+            at += n as u64;
+        }
+    }
+    Ok(())
 }
 
 /// Grows the disk at `path` to `size` bytes rounded up to whole sectors; the same size is
