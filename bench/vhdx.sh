@@ -33,7 +33,7 @@ rm -rf ours theirs p1.vhdx p2.vhdx
 
 mkdir root ours theirs
 t0=$(now); "$winlayer" vhdx scratch-template root >/dev/null; t1=$(now)
-truncate -s 10G ntfs.raw && /usr/sbin/mkntfs -q -f -F ntfs.raw && qemu-img convert -O vhdx -o block_size=1M ntfs.raw peer.vhdx; t2=$(now)
+truncate -s 10G ntfs.raw && /usr/sbin/mkntfs -q -f -F ntfs.raw >/dev/null 2>&1 && qemu-img convert -O vhdx -o block_size=1M ntfs.raw peer.vhdx; t2=$(now)
 rm -rf root2; mkdir root2
 report "template" "$(seconds "$t0" "$t1")" "$(seconds "$t1" "$t2")" \
   "$(peak "$winlayer" vhdx scratch-template root2)" "$(peak qemu-img convert -O vhdx -o block_size=1M ntfs.raw peer2.vhdx)"
