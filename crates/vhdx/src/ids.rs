@@ -22,6 +22,15 @@ pub enum Ids {
 }
 
 impl Ids {
+    /// The source for another disk made from the same seed (so that, say, a base disk and its
+    /// child do not share GUIDs).
+    pub fn for_disk(&self, label: &str) -> Ids {
+        match self {
+            Ids::Random => Ids::Random,
+            Ids::Seeded(seed) => Ids::Seeded(format!("{seed}/{label}")),
+        }
+    }
+
     /// The GUID for `purpose` in the header with `sequence`.
     pub fn guid(&self, purpose: &str, sequence: u64) -> Uuid {
         match self {

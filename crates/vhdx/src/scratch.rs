@@ -260,8 +260,8 @@ pub fn ensure_templates(dir: &Path, formatter: &dyn Formatter, ids: &Ids) -> Res
         }
     }
     let result = (|| {
-        write_atomically(&base, |temp| create_base(temp, formatter, ids))?;
-        write_atomically(&diff, |temp| create_diff(&base, &diff, temp, ids))
+        write_atomically(&base, |temp| create_base(temp, formatter, &ids.for_disk(BASE_NAME)))?;
+        write_atomically(&diff, |temp| create_diff(&base, &diff, temp, &ids.for_disk(DIFF_NAME)))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&diff);

@@ -287,6 +287,13 @@ fn the_scratch_templates_hold_a_gpt_and_ntfs_others_can_read() {
     let said = python(READ_NTFS, &[&t.diff, Path::new(&start.to_string()), Path::new(&length.to_string())]);
     assert!(said.contains("through parent True") && said.contains("'$MFT'") && said.contains("cluster 4096"), "{said}");
 
+    // Reproducible with a seed.
+    let seeded = Ids::Seeded("template".into());
+    let [a, b] = ["a.vhdx", "b.vhdx"].map(|n| dir.path().join(n));
+    scratch::create_base(&a, &mkntfs, &seeded).unwrap();
+    scratch::create_base(&b, &mkntfs, &seeded).unwrap();
+    assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap(), "seeded base templates differ");
+
     // Kept when sound, recreated as a pair when either is broken or missing.
     assert_eq!(scratch::ensure_templates(&root, &mkntfs, &Ids::Random).unwrap().created, None);
     let mut b = fs::read(&t.diff).unwrap();
