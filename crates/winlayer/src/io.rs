@@ -22,20 +22,36 @@ pub fn write_output(
         out.finish().map_err(|e| io_err("writing", e))?;
         return Ok(());
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".winlayer-")
-        .tempfile_in(dir)
-        .map_err(|e| io_err("creating a temporary file beside", e))?;
+    let temp = temp_beside(path)?;
     let mut out = Output::new(temp, compression).map_err(|e| io_err("writing", e))?;
     write(&mut out)?;
     let temp = out.finish().map_err(|e| io_err("writing", e))?;
     temp.as_file().sync_all().map_err(|e| io_err("syncing", e))?;
     temp.persist(path).map_err(|e| io_err("renaming into place", e.error))?;
     Ok(())
+}
+
+/// Writes the file `path` through `write`, which gets a temporary path beside it (for formats
+/// written by position rather than as a stream); renamed into place only when `write`
+/// succeeds.
+pub fn write_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let temp = temp_beside(path)?;
+    write(temp.path())?;
+    temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    temp.persist(path).map_err(|e| Error::io(format!("renaming into place {}", path.display()), e.error))?;
+    Ok(())
+}
+
+/// A new temporary file in `path`'s directory, to be renamed to `path`.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".winlayer-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a temporary file beside {}", path.display()), e))
 }
 
 /// A byte-counting progress bar on standard error, drawn only on a terminal.

@@ -2,6 +2,7 @@
 
 mod io;
 mod tar;
+mod vhdx;
 
 use std::process::ExitCode;
 
@@ -27,12 +28,16 @@ enum Command {
     /// Windows layer tars: list, check, rewrite canonically, build from a directory.
     #[command(subcommand)]
     Tar(tar::TarCommand),
+    /// VHDX virtual disks: create, inspect, check, resize, convert, scratch templates.
+    #[command(subcommand)]
+    Vhdx(vhdx::VhdxCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tar(command) => tar::run(command),
+        Command::Vhdx(command) => vhdx::run(command),
     };
     match result {
         Ok(code) => code,
