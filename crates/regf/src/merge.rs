@@ -10,6 +10,7 @@
 //! the upper key's name spelling, security and flags win; values keep the lower key's order
 //! with new ones appended in the upper key's order.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
@@ -46,44 +47,75 @@ pub fn merge_bytes(base: &[u8], delta: &[u8]) -> Result<Vec<u8>> {
     merge(Hive::parse(base)?, Hive::parse(delta)?)?.to_bytes()
 }
 
-/// The upper key `delta` over the lower key `base`; `None` when the result is deleted.
-fn merge_key(base: Key, delta: Key) -> Option<Key> {
-    let (values, subkeys) = match delta.layer {
+/// What becomes of one subkey.
+enum Job {
+    /// Only below: stays as it is.
+    Keep(Key),
+    /// Above (and perhaps below): combined.
+    Combine(Option<Key>, Key),
+}
+
+/// A merged key whose subkeys are still being merged.
+struct Frame {
+    key: Key,
+    jobs: std::vec::IntoIter<Job>,
+}
+
+/// The upper key over the lower one, the whole tree below them; `None` when deleted. Walked
+/// with an explicit stack, so 512 levels do not exhaust a thread's stack.
+fn merge_key(lower: Key, upper: Key) -> Option<Key> {
+    let (key, jobs) = combine(Some(lower), upper)?;
+    let mut stack = vec![Frame { key, jobs: jobs.into_iter() }];
+    loop {
+        let top = stack.last_mut().expect("the root stays until the end");
+        match top.jobs.next() {
+            Some(Job::Keep(key)) => top.key.subkeys.push(key),
+            Some(Job::Combine(lower, upper)) => {
+                if let Some((key, jobs)) = combine(lower, upper) {
+                    stack.push(Frame { key, jobs: jobs.into_iter() });
+                }
+            }
+            None => {
+                let done = stack.pop().expect("not empty").key;
+                match stack.last_mut() {
+                    Some(parent) => parent.key.subkeys.push(done),
+                    None => return Some(done),
+                }
+            }
+        }
+    }
+}
+
+/// One key of the merge, without its subkeys, and what becomes of each of them; `None` when
+/// the key is deleted. With nothing below (`lower` is `None`), tombstones vanish and the rest
+/// becomes ordinary keys.
+fn combine(lower: Option<Key>, upper: Key) -> Option<(Key, Vec<Job>)> {
+    let lower = match upper.layer {
         LayerSemantics::Tombstone => return None,
-        LayerSemantics::SupersedeTree => return materialize(delta),
-        LayerSemantics::SupersedeLocal => (own_values(delta.values), merge_subkeys(base.subkeys, delta.subkeys)),
-        LayerSemantics::Merge => (overlay(base.values, delta.values), merge_subkeys(base.subkeys, delta.subkeys)),
+        LayerSemantics::SupersedeTree => None,
+        LayerSemantics::Merge | LayerSemantics::SupersedeLocal => lower,
     };
-    Some(Key {
-        class: if delta.inherit_class { base.class } else { delta.class },
-        last_written: base.last_written.max(delta.last_written),
-        security: delta.security.or(base.security),
+    let (lower_values, lower_subkeys, lower_class, lower_time, lower_security) = match lower {
+        Some(k) => (k.values, k.subkeys, k.class, k.last_written, k.security),
+        None => (Vec::new(), Vec::new(), None, Default::default(), None),
+    };
+    let values = match upper.layer {
+        LayerSemantics::Merge => overlay(lower_values, upper.values),
+        _ => upper.values.into_iter().filter(|v| !v.tombstone).collect(),
+    };
+    let jobs = join(lower_subkeys, upper.subkeys);
+    let key = Key {
+        // With nothing below, an inherited class is no class.
+        class: if upper.inherit_class { lower_class } else { upper.class },
+        last_written: lower_time.max(upper.last_written),
+        security: upper.security.or(lower_security),
         layer: LayerSemantics::Merge,
         inherit_class: false,
         values,
-        subkeys,
-        ..delta
-    })
-}
-
-/// An upper key with nothing below it: tombstones vanish, the rest becomes ordinary keys.
-fn materialize(key: Key) -> Option<Key> {
-    if key.layer == LayerSemantics::Tombstone {
-        return None;
-    }
-    Some(Key {
-        // Nothing below to inherit a class from.
-        class: if key.inherit_class { None } else { key.class },
-        layer: LayerSemantics::Merge,
-        inherit_class: false,
-        values: own_values(key.values),
-        subkeys: key.subkeys.into_iter().filter_map(materialize).collect(),
-        ..key
-    })
-}
-
-fn own_values(values: Vec<Value>) -> Vec<Value> {
-    values.into_iter().filter(|v| !v.tombstone).collect()
+        subkeys: Vec::new(),
+        ..upper
+    };
+    Some((key, jobs))
 }
 
 /// Lower values overridden or deleted by upper ones of the same name; new ones appended.
@@ -106,33 +138,28 @@ fn overlay(lower: Vec<Value>, upper: Vec<Value>) -> Vec<Value> {
     out.into_iter().flatten().collect()
 }
 
-/// Joins the subkeys of both layers by name (case-insensitive), in index order.
-fn merge_subkeys(lower: Vec<Key>, upper: Vec<Key>) -> Vec<Key> {
+/// Pairs the subkeys of both layers by name (case-insensitive), in index order.
+fn join(lower: Vec<Key>, upper: Vec<Key>) -> Vec<Job> {
     let sorted = |keys: Vec<Key>| {
         let mut keyed: Vec<_> = keys.into_iter().map(|k| (name_key(&k.name), k)).collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         keyed.into_iter().peekable()
     };
     let (mut lower, mut upper) = (sorted(lower), sorted(upper));
-    let mut out = Vec::new();
+    let mut jobs = Vec::new();
     loop {
         let order = match (lower.peek(), upper.peek()) {
-            (None, None) => break,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return jobs,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
             (Some(l), Some(u)) => l.0.cmp(&u.0),
         };
-        let merged = match order {
-            std::cmp::Ordering::Less => lower.next().map(|(_, k)| k),
-            std::cmp::Ordering::Greater => upper.next().and_then(|(_, k)| materialize(k)),
-            std::cmp::Ordering::Equal => {
-                let (l, u) = (lower.next().expect("peeked").1, upper.next().expect("peeked").1);
-                merge_key(l, u)
-            }
-        };
-        out.extend(merged);
+        jobs.push(match order {
+            Ordering::Less => Job::Keep(lower.next().expect("peeked").1),
+            Ordering::Greater => Job::Combine(None, upper.next().expect("peeked").1),
+            Ordering::Equal => Job::Combine(Some(lower.next().expect("peeked").1), upper.next().expect("peeked").1),
+        });
     }
-    out
 }
 
 #[cfg(test)]

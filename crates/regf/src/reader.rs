@@ -123,7 +123,7 @@ impl Hive {
         }
         let bins = &bytes[BASE_BLOCK_LEN..BASE_BLOCK_LEN + header.bins_size as usize];
         let mut reader = Reader::new(bins, header.minor_version)?;
-        let root = reader.key(header.root_cell, None, 0)?;
+        let root = reader.tree(header.root_cell)?;
         Ok(Hive {
             root,
             minor_version: header.minor_version,
@@ -164,6 +164,15 @@ enum NameCheck {
     None,
     Hint([u8; 4]),
     Hash(u32),
+}
+
+/// A key being read: its subkeys so far, and its index entries.
+struct Node {
+    key: Key,
+    offset: u32,
+    entries: Vec<Entry>,
+    /// The entry of the next subkey to read.
+    next: usize,
 }
 
 struct Reader<'a> {
@@ -246,10 +255,37 @@ impl<'a> Reader<'a> {
         Ok(data)
     }
 
-    fn key(&mut self, offset: u32, parent: Option<u32>, depth: usize) -> Result<Key> {
-        if depth > MAX_DEPTH {
-            return Err(self.bad(format!("keys nest deeper than {MAX_DEPTH} levels")));
+    /// The tree below the key node at `root`, walked with an explicit stack: a hive 512 levels
+    /// deep must not exhaust a thread's stack.
+    fn tree(&mut self, root: u32) -> Result<Key> {
+        let mut stack = vec![self.node(root, None)?];
+        loop {
+            let top = stack.last_mut().expect("the root stays until the end");
+            if let Some(entry) = top.entries.get(top.next) {
+                let (cell, parent) = (entry.cell, top.offset);
+                top.next += 1;
+                if stack.len() > MAX_DEPTH {
+                    return Err(self.bad(format!("keys nest deeper than {MAX_DEPTH} levels")));
+                }
+                let child = self.node(cell, Some(parent))?;
+                stack.push(child);
+                continue;
+            }
+            let done = stack.pop().expect("not empty");
+            self.check_index(&done.entries, &done.key.subkeys)?;
+            match stack.last_mut() {
+                Some(parent) => {
+                    self.path.pop();
+                    parent.key.subkeys.push(done.key);
+                }
+                None => return Ok(done.key),
+            }
         }
+    }
+
+    /// A key node with its values and the entries of its subkey list (its subkeys are read
+    /// by [`Reader::tree`]).
+    fn node(&mut self, offset: u32, parent: Option<u32>) -> Result<Node> {
         let c = self.claim(offset, "key node")?;
         if c.len() < nk::NAME || &c[..2] != b"nk" {
             return Err(self.bad(format!("cell {offset:#x} is not a key node (nk)")));
@@ -264,10 +300,8 @@ impl<'a> Reader<'a> {
         if name.contains('\\') || (name.is_empty() && parent.is_some()) {
             return Err(self.bad(format!("key node {offset:#x}: name {name:?} is empty or contains a backslash")));
         }
-        if parent.is_some() {
-            self.path.push(name.clone());
-        }
         if let Some(parent) = parent {
+            self.path.push(name.clone());
             let stored = le32(c, nk::PARENT);
             if stored != parent {
                 return Err(self.bad(format!("its parent field is {stored:#x}, but its parent is at {parent:#x}")));
@@ -276,8 +310,7 @@ impl<'a> Reader<'a> {
         let stamp = le64(c, nk::LAST_WRITTEN);
         let last_written = filetime(stamp).ok_or_else(|| self.bad(format!("last written time {stamp:#x}")))?;
         let security = Some(self.security(le32(c, nk::SECURITY))?);
-        let class_len = le16(c, nk::CLASS_LEN) as usize;
-        let class = match class_len {
+        let class = match le16(c, nk::CLASS_LEN) as usize {
             0 => None,
             n => {
                 let cell = self.claim(le32(c, nk::CLASS), "class name")?;
@@ -294,24 +327,13 @@ impl<'a> Reader<'a> {
                 (0..n).map(|i| self.value(le32(list, i * 4))).collect::<Result<_>>()?
             }
         };
-        let subkeys = match le32(c, nk::SUBKEY_COUNT) as usize {
+        let entries = match le32(c, nk::SUBKEY_COUNT) as usize {
             0 => Vec::new(),
-            n => {
-                let entries = self.subkey_list(le32(c, nk::SUBKEY_LIST), n)?;
-                let mut subkeys = Vec::with_capacity(entries.len());
-                for entry in &entries {
-                    subkeys.push(self.key(entry.cell, Some(offset), depth + 1)?);
-                }
-                self.check_index(&entries, &subkeys)?;
-                subkeys
-            }
+            n => self.subkey_list(le32(c, nk::SUBKEY_LIST), n)?,
         };
         let layer_bits = c[nk::LAYER_BITS];
         let bit_fields = le32(c, nk::MAX_SUBKEY_NAME);
-        if parent.is_some() {
-            self.path.pop();
-        }
-        Ok(Key {
+        let key = Key {
             name,
             class,
             last_written,
@@ -322,8 +344,9 @@ impl<'a> Reader<'a> {
             layer: LayerSemantics::from_bits(layer_bits & LAYER_SEMANTICS_MASK),
             inherit_class: layer_bits & LAYER_INHERIT_CLASS != 0,
             values,
-            subkeys,
-        })
+            subkeys: Vec::with_capacity(entries.len()),
+        };
+        Ok(Node { key, offset, entries, next: 0 })
     }
 
     /// The entries of a subkey list (a leaf, or an index root of leaves).

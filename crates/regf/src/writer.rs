@@ -52,8 +52,7 @@ impl Hive {
             sk_cells: Vec::new(),
             path: Vec::new(),
         };
-        let root = w.alloc_key(&self.root)?;
-        w.key(&self.root, root, None, self.root.security.as_deref().unwrap_or(&default_sd))?;
+        let root = w.tree(&self.root, &default_sd)?;
         w.link_security();
         let bins = w.cells.finish();
 
@@ -168,13 +167,35 @@ impl<'a> Writer<'a> {
         self.cells.alloc(nk::NAME + encode_name(&key.name).0.len())
     }
 
-    fn key(&mut self, key: &'a Key, at: u32, parent: Option<u32>, inherited_sd: &'a [u8]) -> Result<()> {
-        if parent.is_some() {
-            self.path.push(&key.name);
+    /// Writes the tree depth first with an explicit stack (512 levels must not exhaust a
+    /// thread's stack); returns the root's cell.
+    fn tree(&mut self, root: &'a Key, default_sd: &'a [u8]) -> Result<u32> {
+        let root_cell = self.alloc_key(root)?;
+        let mut stack = vec![(root, root_cell, None, default_sd, 0usize)];
+        while let Some((key, at, parent, inherited_sd, depth)) = stack.pop() {
+            // Depth first: the path so far holds this key's ancestors.
+            self.path.truncate(depth.saturating_sub(1));
+            if depth > 0 {
+                self.path.push(&key.name);
+            }
+            if depth > MAX_DEPTH {
+                return Err(self.bad(format!("keys nest deeper than {MAX_DEPTH} levels")));
+            }
+            let (children, sd) = self.key(key, at, parent, inherited_sd)?;
+            stack.extend(children.iter().rev().map(|c| (c.key, c.cell, Some(at), sd, depth + 1)));
         }
-        if self.path.len() > MAX_DEPTH {
-            return Err(self.bad(format!("keys nest deeper than {MAX_DEPTH} levels")));
-        }
+        Ok(root_cell)
+    }
+
+    /// Writes one key node and its class, values and subkey index; returns its subkeys (their
+    /// node cells allocated, in index order) and its security descriptor.
+    fn key(
+        &mut self,
+        key: &'a Key,
+        at: u32,
+        parent: Option<u32>,
+        inherited_sd: &'a [u8],
+    ) -> Result<(Vec<Child<'a>>, &'a [u8])> {
         let sd = key.security.as_deref().unwrap_or(inherited_sd);
         let security = self.security_cell(sd)?;
         let class = match &key.class {
@@ -242,13 +263,7 @@ impl<'a> Writer<'a> {
         put16(d, nk::CLASS_LEN, key.class.as_ref().map_or(0, Vec::len) as u16);
         d[nk::NAME..nk::NAME + name.len()].copy_from_slice(&name);
 
-        for child in &children {
-            self.key(child.key, child.cell, Some(at), sd)?;
-        }
-        if parent.is_some() {
-            self.path.pop();
-        }
-        Ok(())
+        Ok((children, sd))
     }
 
     /// The shared security cell for a descriptor, allocated on first use.
