@@ -18,6 +18,9 @@ pub enum TimeError {
     /// The text is not a decimal time.
     #[error("'{0}' is not a PAX time ([-]seconds[.fraction])")]
     Syntax(String),
+    /// The text is not an RFC 3339 time in UTC.
+    #[error("'{0}' is not an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.fraction]Z)")]
+    Rfc3339(String),
     /// The time lies outside 1601-01-01 ..= year 30828, what a FILETIME holds.
     #[error("'{0}' is outside the range a Windows FILETIME can hold (1601 to 30828)")]
     Range(String),
@@ -108,6 +111,46 @@ impl FileTime {
     pub fn to_rfc3339(self) -> String {
         self.to_string()
     }
+
+    /// Parses RFC 3339 text in UTC, as [`FileTime::to_rfc3339`] writes it
+    /// (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`); digits below 100 ns are truncated.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, TimeError> {
+        let syntax = || TimeError::Rfc3339(text.to_string());
+        let b = text.as_bytes();
+        let shape = b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':';
+        if !shape || !text.ends_with('Z') {
+            return Err(syntax());
+        }
+        let number = |from: usize, to: usize| -> Result<i64, TimeError> {
+            let digits = &text[from..to];
+            if digits.bytes().all(|c| c.is_ascii_digit()) {
+                digits.parse().map_err(|_| syntax())
+            } else {
+                Err(syntax())
+            }
+        };
+        let (y, mo, d) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+        let (h, mi, sec) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+        let fraction = &text[19..text.len() - 1];
+        let nanos = match fraction.strip_prefix('.') {
+            None if fraction.is_empty() => 0,
+            Some(f) if !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()) => {
+                f.bytes().take(9).enumerate().map(|(i, c)| (c - b'0') as u32 * 10u32.pow(8 - i as u32)).sum()
+            }
+            _ => return Err(syntax()),
+        };
+        let days_in_month = match mo {
+            2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        if !(1..=12).contains(&mo) || !(1..=days_in_month).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+            return Err(syntax());
+        }
+        let secs = days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + sec;
+        Self::from_unix(secs, nanos).ok_or_else(|| TimeError::Range(text.to_string()))
+    }
 }
 
 impl fmt::Display for FileTime {
@@ -136,6 +179,17 @@ impl fmt::Display for FileTime {
         let text = if frac == 0 { [&buf[..19], b"Z"].concat() } else { buf.to_vec() };
         f.write_str(std::str::from_utf8(&text).expect("ASCII digits"))
     }
+}
+
+/// Day count since 1970-01-01 of a Gregorian date (Howard Hinnant's days-from-civil algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's civil-from-days algorithm).
@@ -193,5 +247,29 @@ mod tests {
         assert_eq!(FileTime::UNIX_EPOCH.to_rfc3339(), "1970-01-01T00:00:00Z");
         assert_eq!(FileTime::from_ticks(0).unwrap().to_rfc3339(), "1601-01-01T00:00:00Z");
         assert_eq!(FileTime::parse_pax("1600000000.25").unwrap().to_rfc3339(), "2020-09-13T12:26:40.2500000Z");
+    }
+
+    #[test]
+    fn rfc3339_round_trips_and_rejects_garbage() {
+        for ticks in [0, 1, 116_444_736_000_000_000, 133_000_000_001_234_567, 2_650_467_743_990_000_000] {
+            let t = FileTime::from_ticks(ticks).unwrap();
+            assert_eq!(FileTime::parse_rfc3339(&t.to_rfc3339()), Ok(t), "{t}");
+        }
+        assert_eq!(FileTime::parse_rfc3339("2020-09-13T12:26:40.25Z"), FileTime::parse_pax("1600000000.25"));
+        assert_eq!(FileTime::parse_rfc3339("2024-02-29T00:00:00.123456789Z").unwrap().ticks() % 10_000_000, 1_234_567);
+        for bad in [
+            "",
+            "2020-09-13",
+            "2020-09-13T12:26:40",
+            "2020-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2020-09-13T24:00:00Z",
+            "2020-09-13T12:26:40.Z",
+            "2020-09-13T12:26:40+01:00",
+            "20x0-09-13T12:26:40Z",
+        ] {
+            assert!(matches!(FileTime::parse_rfc3339(bad), Err(TimeError::Rfc3339(_))), "{bad:?}");
+        }
+        assert!(matches!(FileTime::parse_rfc3339("1600-12-31T23:59:59Z"), Err(TimeError::Range(_))));
     }
 }

@@ -1,5 +1,6 @@
 //! `winlayer`: Windows container image layers on any OS.
 
+mod hive;
 mod io;
 mod tar;
 mod vhdx;
@@ -31,6 +32,9 @@ enum Command {
     /// VHDX virtual disks: create, inspect, check, resize, convert, scratch templates.
     #[command(subcommand)]
     Vhdx(vhdx::VhdxCommand),
+    /// Registry hives: create (empty or from JSON), dump, merge a layer's differencing hive.
+    #[command(subcommand)]
+    Hive(hive::HiveCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tar(command) => tar::run(command),
         Command::Vhdx(command) => vhdx::run(command),
+        Command::Hive(command) => hive::run(command),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,16 @@
+//! The fuzz target's checked-in corpus, run as a regular test: every input must be read
+//! without a panic, and what is accepted must write and read back to a fixed point.
+
+#[test]
+fn fuzz_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/regf_reader");
+    let mut count = 0;
+    for item in std::fs::read_dir(&dir).unwrap() {
+        let path = item.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let result = std::panic::catch_unwind(|| regf::fuzzing::check(&bytes));
+        assert!(result.is_ok(), "{} panicked", path.display());
+        count += 1;
+    }
+    assert!(count >= 30, "the corpus at {} has only {count} inputs", dir.display());
+}
