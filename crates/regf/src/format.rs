@@ -217,6 +217,14 @@ pub fn name_key(name: &str) -> Vec<u16> {
     name.encode_utf16().map(upcase).collect()
 }
 
+/// Orders names as the subkey index does (by upper-cased UTF-16 units), without allocating.
+pub fn compare_names(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.bytes().map(|c| c.to_ascii_uppercase()).cmp(b.bytes().map(|c| c.to_ascii_uppercase()));
+    }
+    a.encode_utf16().map(upcase).cmp(b.encode_utf16().map(upcase))
+}
+
 /// The `lh` hash: H = 37·H + c over the upper-cased UTF-16 units (the spec, "Hash leaf").
 pub fn name_hash(name: &str) -> u32 {
     name.encode_utf16().fold(0u32, |h, c| h.wrapping_mul(37).wrapping_add(upcase(c) as u32))
@@ -275,6 +283,9 @@ mod tests {
     fn upcase_orders_as_windows_does_for_ascii() {
         // Upper-casing (not lower-casing) decides where '_' sorts relative to letters.
         assert!(name_key("AB") < name_key("a_"));
+        assert_eq!(compare_names("AB", "a_"), std::cmp::Ordering::Less);
+        assert_eq!(compare_names("\u{e9}T\u{c9}", "\u{c9}t\u{e9}"), std::cmp::Ordering::Equal);
+        assert_eq!(compare_names("Abc", "abd"), name_key("Abc").cmp(&name_key("abd")));
         assert_eq!(upcase('\u{e9}' as u16), '\u{c9}' as u16);
         assert_eq!(upcase('\u{df}' as u16), '\u{df}' as u16, "ß has no single-unit uppercase");
     }

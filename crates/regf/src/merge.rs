@@ -14,7 +14,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::format::name_key;
+use crate::format::{compare_names, name_key};
 use crate::model::{Hive, Key, LayerSemantics, Value};
 
 /// Merges `delta` onto `base`, giving an ordinary (non-layered) hive with `base`'s root name.
@@ -140,10 +140,9 @@ fn overlay(lower: Vec<Value>, upper: Vec<Value>) -> Vec<Value> {
 
 /// Pairs the subkeys of both layers by name (case-insensitive), in index order.
 fn join(lower: Vec<Key>, upper: Vec<Key>) -> Vec<Job> {
-    let sorted = |keys: Vec<Key>| {
-        let mut keyed: Vec<_> = keys.into_iter().map(|k| (name_key(&k.name), k)).collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        keyed.into_iter().peekable()
+    let sorted = |mut keys: Vec<Key>| {
+        keys.sort_by(|a, b| compare_names(&a.name, &b.name));
+        keys.into_iter().peekable()
     };
     let (mut lower, mut upper) = (sorted(lower), sorted(upper));
     let mut jobs = Vec::new();
@@ -152,12 +151,12 @@ fn join(lower: Vec<Key>, upper: Vec<Key>) -> Vec<Job> {
             (None, None) => return jobs,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some(l), Some(u)) => l.0.cmp(&u.0),
+            (Some(l), Some(u)) => compare_names(&l.name, &u.name),
         };
         jobs.push(match order {
-            Ordering::Less => Job::Keep(lower.next().expect("peeked").1),
-            Ordering::Greater => Job::Combine(None, upper.next().expect("peeked").1),
-            Ordering::Equal => Job::Combine(Some(lower.next().expect("peeked").1), upper.next().expect("peeked").1),
+            Ordering::Less => Job::Keep(lower.next().expect("peeked")),
+            Ordering::Greater => Job::Combine(None, upper.next().expect("peeked")),
+            Ordering::Equal => Job::Combine(Some(lower.next().expect("peeked")), upper.next().expect("peeked")),
         });
     }
 }

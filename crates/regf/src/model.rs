@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use winlayer_core::FileTime;
 
-use crate::format::{name_key, utf16_string};
+use crate::format::{compare_names, utf16_string};
 
 /// `REG_NONE`: no type.
 pub const REG_NONE: u32 = 0;
@@ -268,7 +268,7 @@ pub struct Key {
 
 /// Whether two names are the same key or value name (case-insensitive as Windows compares).
 pub fn same_name(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.eq_ignore_ascii_case(b) || name_key(a) == name_key(b)
+    compare_names(a, b).is_eq()
 }
 
 impl Key {

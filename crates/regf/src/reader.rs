@@ -422,7 +422,7 @@ impl<'a> Reader<'a> {
         }
         for pair in subkeys.windows(2) {
             let (a, b) = (&pair[0].name, &pair[1].name);
-            if a.is_ascii() && b.is_ascii() && name_key(a) >= name_key(b) {
+            if a.is_ascii() && b.is_ascii() && compare_names(a, b).is_ge() {
                 return Err(self.bad(format!(
                     "subkeys {a:?} and {b:?} are out of order or duplicates (the index must be sorted by upper-case name)"
                 )));

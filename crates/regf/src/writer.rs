@@ -143,11 +143,10 @@ struct Writer<'a> {
     path: Vec<&'a str>,
 }
 
-/// A key's subkey, ready to index: its node cell and name key.
+/// A key's subkey, ready to index: its node cell.
 struct Child<'a> {
     key: &'a Key,
     cell: u32,
-    sort_key: Vec<u16>,
 }
 
 impl<'a> Writer<'a> {
@@ -213,10 +212,9 @@ impl<'a> Writer<'a> {
 
         // Subkeys in index order from the start, so the layout does not depend on the order
         // the tree lists them in.
-        let mut children: Vec<_> =
-            key.subkeys.iter().map(|sub| Child { key: sub, cell: NO_CELL, sort_key: name_key(&sub.name) }).collect();
-        children.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
-        if let Some(pair) = children.windows(2).find(|p| p[0].sort_key == p[1].sort_key) {
+        let mut children: Vec<_> = key.subkeys.iter().map(|sub| Child { key: sub, cell: NO_CELL }).collect();
+        children.sort_by(|a, b| compare_names(&a.key.name, &b.key.name));
+        if let Some(pair) = children.windows(2).find(|p| compare_names(&p[0].key.name, &p[1].key.name).is_eq()) {
             return Err(
                 self.bad(format!("subkeys {:?} and {:?} have the same name", pair[0].key.name, pair[1].key.name))
             );
@@ -300,9 +298,9 @@ impl<'a> Writer<'a> {
         if values.is_empty() {
             return Ok(NO_CELL);
         }
-        let mut keys: Vec<_> = values.iter().map(|v| name_key(&v.name)).collect();
-        keys.sort();
-        if keys.windows(2).any(|p| p[0] == p[1]) {
+        let mut names: Vec<_> = values.iter().map(|v| v.name.as_str()).collect();
+        names.sort_by(|a, b| compare_names(a, b));
+        if names.windows(2).any(|p| compare_names(p[0], p[1]).is_eq()) {
             return Err(self.bad("two values have the same name"));
         }
         let list = self.cells.alloc(values.len() * 4)?;

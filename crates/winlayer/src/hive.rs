@@ -42,9 +42,10 @@ pub enum HiveCommand {
         #[arg(long)]
         delta: bool,
         /// The hive format version: 1.3 and 1.4 index subkeys with lf leaves, 1.5 and 1.6 with
-        /// lh leaves; from 1.4 on long values are split into big data segments.
-        #[arg(long, value_name = "1.N", default_value = "1.5")]
-        format_version: String,
+        /// lh leaves; from 1.4 on long values are split into big data segments [default: the
+        /// JSON's "version", else 1.5].
+        #[arg(long, value_name = "1.N")]
+        format_version: Option<String>,
     },
     /// List a hive's keys and values with types, data and security descriptors (as SDDL).
     ///
@@ -87,7 +88,7 @@ pub enum HiveCommand {
 pub fn run(command: HiveCommand) -> Result<ExitCode> {
     match command {
         HiveCommand::Create { output, root_name, from, delta, format_version } => {
-            create(&output, root_name, from.as_deref(), delta, &format_version)
+            create(&output, root_name, from.as_deref(), delta, format_version)
         }
         HiveCommand::Dump { hive, json, allow_dirty } => dump(&hive, json, allow_dirty),
         HiveCommand::Merge { base, deltas, output } => merge(&base, &deltas, &output),
@@ -115,16 +116,16 @@ fn write_hive(path: &Path, hive: &Hive) -> Result<()> {
 }
 
 /// The JSON form of a hive (`hive dump --json`, `hive create --from`).
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct HiveSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     root: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     version: Option<String>,
     #[serde(default)]
     layered: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     last_written: Option<Json>,
     #[serde(default)]
     keys: Vec<KeySpec>,
@@ -181,7 +182,8 @@ fn none_type() -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.iter().flat_map(|b| [DIGITS[(b >> 4) as usize] as char, DIGITS[(b & 15) as usize] as char]).collect()
 }
 
 fn unhex(text: &str, what: &str) -> Result<Vec<u8>> {
@@ -216,20 +218,23 @@ fn sddl(sd: &[u8]) -> String {
     SecurityDescriptor::from_bytes(sd).map(|s| s.to_sddl()).unwrap_or_else(|e| format!("<{e}>"))
 }
 
-/// The JSON form of a hive: every key depth first, security only where it differs from the
-/// parent's.
-fn spec_of(hive: &Hive) -> HiveSpec {
-    let mut keys = Vec::new();
+/// Calls `each` with every key, depth first, and its JSON form (security only where it
+/// differs from the parent's), so listings stream instead of holding a second copy of the hive.
+fn for_each_key(hive: &Hive, mut each: impl FnMut(&Key, KeySpec) -> io::Result<()>) -> io::Result<()> {
     // (path, key, the parent's security descriptor)
     type Pending<'a> = (String, &'a Key, Option<&'a Arc<[u8]>>);
     let mut stack: Vec<Pending> = vec![("\\".into(), &hive.root, None)];
     while let Some((path, key, parent_sd)) = stack.pop() {
-        let security = key.security.as_ref().filter(|sd| Some(*sd) != parent_sd).map(|sd| sddl(sd));
+        let sd = key.security.as_ref().or(parent_sd);
+        for sub in key.subkeys.iter().rev() {
+            let child = if path == "\\" { format!("\\{}", sub.name) } else { format!("{path}\\{}", sub.name) };
+            stack.push((child, sub, sd));
+        }
         let text_class = key.class.as_deref().and_then(class_text);
-        keys.push(KeySpec {
-            path: path.clone(),
+        let spec = KeySpec {
+            path,
             last_written: Some(time_json(key.last_written)),
-            security,
+            security: key.security.as_ref().filter(|sd| Some(*sd) != parent_sd).map(|sd| sddl(sd)),
             class_hex: if text_class.is_none() { key.class.as_deref().map(hex) } else { None },
             class: text_class,
             flags: key.flags,
@@ -238,20 +243,10 @@ fn spec_of(hive: &Hive) -> HiveSpec {
             layer: (key.layer != LayerSemantics::Merge).then(|| key.layer.name().to_string()),
             inherit_class: key.inherit_class,
             values: key.values.iter().map(value_spec).collect(),
-        });
-        let sd = key.security.as_ref().or(parent_sd);
-        for sub in key.subkeys.iter().rev() {
-            let child = if path == "\\" { format!("\\{}", sub.name) } else { format!("{path}\\{}", sub.name) };
-            stack.push((child, sub, sd));
-        }
+        };
+        each(key, spec)?;
     }
-    HiveSpec {
-        root: Some(hive.root.name.clone()),
-        version: Some(format!("1.{}", hive.minor_version)),
-        layered: hive.layered,
-        last_written: Some(time_json(hive.last_written)),
-        keys,
-    }
+    Ok(())
 }
 
 /// A class as text, when UTF-16 text (without NULs, as Windows stores classes) holds it exactly.
@@ -389,12 +384,8 @@ fn create(
     root_name: Option<String>,
     from: Option<&Path>,
     delta: bool,
-    version: &str,
+    version: Option<String>,
 ) -> Result<ExitCode> {
-    let minor = match version.strip_prefix("1.").and_then(|m| m.parse().ok()) {
-        Some(m @ 3..=6) => m,
-        _ => return Err(Error::Invalid(format!("format version {version:?}: 1.3, 1.4, 1.5 or 1.6"))),
-    };
     let default_time = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => v
             .trim()
@@ -408,6 +399,11 @@ fn create(
         Some(path) => serde_json::from_slice(&read_input(path)?)
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?,
         None => HiveSpec::default(),
+    };
+    let version = version.or(spec.version.clone()).unwrap_or_else(|| "1.5".into());
+    let minor = match version.strip_prefix("1.").and_then(|m| m.parse().ok()) {
+        Some(m @ 3..=6) => m,
+        _ => return Err(Error::Invalid(format!("format version {version:?}: 1.3, 1.4, 1.5 or 1.6"))),
     };
     let hive = hive_of(spec, root_name, delta, minor, default_time)?;
     write_hive(output, &hive)?;
@@ -428,29 +424,43 @@ fn merge(base: &Path, deltas: &[PathBuf], output: &Path) -> Result<ExitCode> {
 /// `hive dump`.
 fn dump(path: &Path, json: bool, allow_dirty: bool) -> Result<ExitCode> {
     let hive = read_hive(path, ReadOptions { allow_dirty })?;
-    let spec = spec_of(&hive);
     let mut out = BufWriter::new(io::stdout().lock());
-    let written = if json {
-        serde_json::to_writer_pretty(&mut out, &spec).map_err(io::Error::from).and_then(|_| writeln!(out))
-    } else {
-        dump_text(&mut out, &hive, &spec)
-    };
+    let written = if json { dump_json(&mut out, &hive) } else { dump_text(&mut out, &hive) };
     written.and_then(|_| out.flush()).map_err(|e| Error::io("writing the listing", e))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn dump_text(out: &mut impl Write, hive: &Hive, spec: &HiveSpec) -> io::Result<()> {
-    let values: usize = spec.keys.iter().map(|k| k.values.len()).sum();
+/// The form `hive create --from` reads, one key per line.
+fn dump_json(out: &mut impl Write, hive: &Hive) -> io::Result<()> {
+    writeln!(out, "{{")?;
+    writeln!(out, "  \"root\": {},", Json::from(hive.root.name.as_str()))?;
+    writeln!(out, "  \"version\": \"1.{}\",", hive.minor_version)?;
+    writeln!(out, "  \"layered\": {},", hive.layered)?;
+    writeln!(out, "  \"last_written\": {},", time_json(hive.last_written))?;
+    write!(out, "  \"keys\": [")?;
+    let mut separator = "\n";
+    for_each_key(hive, |_, spec| {
+        write!(out, "{separator}    {}", serde_json::to_string(&spec)?)?;
+        separator = ",\n";
+        Ok(())
+    })?;
+    writeln!(out, "\n  ]\n}}")
+}
+
+fn dump_text(out: &mut impl Write, hive: &Hive) -> io::Result<()> {
+    let (mut keys, mut values, mut stack) = (0, 0, vec![&hive.root]);
+    while let Some(key) = stack.pop() {
+        keys += 1;
+        values += key.values.len();
+        stack.extend(&key.subkeys);
+    }
+    let layered = if hive.layered { ", differencing (layered keys)" } else { "" };
     writeln!(
         out,
-        "hive {:?}: format 1.{}{}, {} keys, {values} values, last written {}",
-        hive.root.name,
-        hive.minor_version,
-        if hive.layered { ", differencing (layered keys)" } else { "" },
-        spec.keys.len(),
-        hive.last_written
+        "hive {:?}: format 1.{}{layered}, {keys} keys, {values} values, last written {}",
+        hive.root.name, hive.minor_version, hive.last_written
     )?;
-    for ((_, key), k) in hive.root.walk().into_iter().zip(&spec.keys) {
+    for_each_key(hive, |key, k| {
         let layer = k.layer.as_deref().map(|l| format!("  ({l})")).unwrap_or_default();
         let inherit = if k.inherit_class { "  (inherits its class)" } else { "" };
         writeln!(out, "[{}]  {}{layer}{inherit}", k.path, key.last_written)?;
@@ -468,12 +478,12 @@ fn dump_text(out: &mut impl Write, hive: &Hive, spec: &HiveSpec) -> io::Result<(
                 (Some(Json::Number(n)), _) => format!("{:#x} ({n})", n.as_u64().unwrap_or_default()),
                 (Some(d), _) => d.to_string(),
                 (None, _) if value.data.len() > 64 => {
-                    format!("{} … ({} bytes)", hex(&value.data[..64]), value.data.len())
+                    format!("hex {}… ({} bytes)", hex(&value.data[..64]), value.data.len())
                 }
                 (None, _) => format!("hex {}", hex(&value.data)),
             };
             writeln!(out, "  {:?} = {} {data}", v.name, v.data_type)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
