@@ -212,7 +212,8 @@ pub fn upcase(unit: u16) -> u16 {
     }
 }
 
-/// The name as upper-cased UTF-16 units: the sort and comparison key of the subkey index.
+/// The name as upper-cased UTF-16 units: the sort and comparison key of the subkey index (two
+/// names are the same key or value name when their keys are equal).
 pub fn name_key(name: &str) -> Vec<u16> {
     name.encode_utf16().map(upcase).collect()
 }

@@ -23,7 +23,7 @@ mod reader;
 mod writer;
 
 pub use error::{Error, Result};
-pub use format::LeafKind;
+pub use format::{LeafKind, compare_names, name_key};
 pub use merge::{merge, merge_bytes};
 pub use model::*;
 pub use reader::{BaseBlock, ReadOptions};

@@ -268,7 +268,7 @@ pub struct Key {
 
 /// Whether two names are the same key or value name (case-insensitive as Windows compares).
 pub fn same_name(a: &str, b: &str) -> bool {
-    compare_names(a, b).is_eq()
+    if a.is_ascii() && b.is_ascii() { a.eq_ignore_ascii_case(b) } else { compare_names(a, b).is_eq() }
 }
 
 impl Key {

@@ -255,6 +255,25 @@ impl<'a> Reader<'a> {
         Ok(data)
     }
 
+    /// The claimed cell at `offset`, which must hold a `signature` record of `min_len` bytes
+    /// or more.
+    fn record(&mut self, offset: u32, signature: &[u8; 2], min_len: usize, what: &str) -> Result<&'a [u8]> {
+        let c = self.claim(offset, what)?;
+        if c.len() < min_len || &c[..2] != signature {
+            let sig = String::from_utf8_lossy(signature);
+            return Err(self.bad(format!("cell {offset:#x} is not a {what} ({sig})")));
+        }
+        Ok(c)
+    }
+
+    /// The `len`-byte name at `at` in a record, stored compressed (Latin-1) or as UTF-16.
+    fn name(&self, c: &[u8], at: usize, len: u16, compressed: bool, what: &str) -> Result<String> {
+        let raw = c
+            .get(at..at + len as usize)
+            .ok_or_else(|| self.bad(format!("{what}: its {len}-byte name overruns the cell")))?;
+        decode_name(raw, compressed).ok_or_else(|| self.bad(format!("{what}: its name is not valid UTF-16")))
+    }
+
     /// The tree below the key node at `root`, walked with an explicit stack: a hive 512 levels
     /// deep must not exhaust a thread's stack.
     fn tree(&mut self, root: u32) -> Result<Key> {
@@ -286,17 +305,10 @@ impl<'a> Reader<'a> {
     /// A key node with its values and the entries of its subkey list (its subkeys are read
     /// by [`Reader::tree`]).
     fn node(&mut self, offset: u32, parent: Option<u32>) -> Result<Node> {
-        let c = self.claim(offset, "key node")?;
-        if c.len() < nk::NAME || &c[..2] != b"nk" {
-            return Err(self.bad(format!("cell {offset:#x} is not a key node (nk)")));
-        }
+        let c = self.record(offset, b"nk", nk::NAME, "key node")?;
         let flags = le16(c, nk::FLAGS);
-        let name_len = le16(c, nk::NAME_LEN) as usize;
-        let raw_name = c
-            .get(nk::NAME..nk::NAME + name_len)
-            .ok_or_else(|| self.bad(format!("key node {offset:#x}: its {name_len}-byte name overruns the cell")))?;
-        let name = decode_name(raw_name, flags & KEY_COMP_NAME != 0)
-            .ok_or_else(|| self.bad(format!("key node {offset:#x}: its name is not valid UTF-16")))?;
+        let what = format!("key node {offset:#x}");
+        let name = self.name(c, nk::NAME, le16(c, nk::NAME_LEN), flags & KEY_COMP_NAME != 0, &what)?;
         if name.contains('\\') || (name.is_empty() && parent.is_some()) {
             return Err(self.bad(format!("key node {offset:#x}: name {name:?} is empty or contains a backslash")));
         }
@@ -432,17 +444,10 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, offset: u32) -> Result<Value> {
-        let c = self.claim(offset, "value")?;
-        if c.len() < vk::NAME || &c[..2] != b"vk" {
-            return Err(self.bad(format!("cell {offset:#x} is not a value (vk)")));
-        }
+        let c = self.record(offset, b"vk", vk::NAME, "value")?;
         let flags = le16(c, vk::FLAGS);
-        let name_len = le16(c, vk::NAME_LEN) as usize;
-        let raw_name = c
-            .get(vk::NAME..vk::NAME + name_len)
-            .ok_or_else(|| self.bad(format!("value {offset:#x}: its {name_len}-byte name overruns the cell")))?;
-        let name = decode_name(raw_name, flags & VALUE_COMP_NAME != 0)
-            .ok_or_else(|| self.bad(format!("value {offset:#x}: its name is not valid UTF-16")))?;
+        let what = format!("value {offset:#x}");
+        let name = self.name(c, vk::NAME, le16(c, vk::NAME_LEN), flags & VALUE_COMP_NAME != 0, &what)?;
         let size = le32(c, vk::DATA_SIZE);
         let field = le32(c, vk::DATA);
         let data = if size & DATA_INLINE != 0 {
@@ -493,10 +498,7 @@ impl<'a> Reader<'a> {
         if let Some(sd) = self.security.get(&offset) {
             return Ok(sd.clone());
         }
-        let c = self.claim(offset, "security cell")?;
-        if c.len() < sk::DESCRIPTOR || &c[..2] != b"sk" {
-            return Err(self.bad(format!("cell {offset:#x} is not a security cell (sk)")));
-        }
+        let c = self.record(offset, b"sk", sk::DESCRIPTOR, "security cell")?;
         for (field, what) in [(sk::FLINK, "next"), (sk::BLINK, "previous")] {
             let link = le32(c, field);
             if !self.cell(link, "linked security cell")?.starts_with(b"sk") {

@@ -1,5 +1,6 @@
 //! `winlayer hive …`: thin commands over the regf crate.
 
+use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,8 +24,11 @@ pub enum HiveCommand {
     /// descriptor gives SYSTEM and Administrators full control and Users read access (what a
     /// base layer's Files/Windows/System32/config hives need). With --from, the JSON is what
     /// `winlayer hive dump --json` prints, so a dump edited by hand or by a script becomes a
-    /// hive again; keys missing between listed ones are created, keys without "security" share
-    /// their parent's. --delta makes a differencing hive (a layer's Hives/<H>_Delta), whose keys
+    /// hive again: {"root": NAME, "keys": [{"path": "\A\B", "security": SDDL, "values":
+    /// [{"name": N, "type": "REG_SZ", "data": "text"}, {"name": N, "type": "REG_BINARY", "hex":
+    /// "00ff"}]}]} ("data" is text, a list of strings or a number by type; "hex" gives any type
+    /// its exact bytes). Keys missing between listed ones are created; keys without "security"
+    /// share their parent's. --delta makes a differencing hive (a layer's Hives/<H>_Delta), whose keys
     /// may carry "layer": "tombstone", "supersede-local" or "supersede-tree" and whose values may
     /// carry "tombstone": true. Times come from the JSON, else from SOURCE_DATE_EPOCH, else are
     /// zero: the same input always gives the same bytes. The layout follows the one Windows
@@ -141,6 +145,9 @@ struct KeySpec {
     /// SDDL; absent: the parent's descriptor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     security: Option<String>,
+    /// The exact descriptor, where the SDDL does not give back the same bytes (wins over it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    security_hex: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,10 +238,15 @@ fn for_each_key(hive: &Hive, mut each: impl FnMut(&Key, KeySpec) -> io::Result<(
             stack.push((child, sub, sd));
         }
         let text_class = key.class.as_deref().and_then(class_text);
+        let own_sd = key.security.as_ref().filter(|sd| Some(*sd) != parent_sd);
+        let security = own_sd.map(|sd| sddl(sd));
+        let exact =
+            |text: &String| SecurityDescriptor::from_sddl(text).is_ok_and(|d| own_sd == Some(&d.to_bytes().into()));
         let spec = KeySpec {
             path,
             last_written: Some(time_json(key.last_written)),
-            security: key.security.as_ref().filter(|sd| Some(*sd) != parent_sd).map(|sd| sddl(sd)),
+            security_hex: if security.as_ref().is_some_and(|t| !exact(t)) { own_sd.map(|sd| hex(sd)) } else { None },
+            security,
             class_hex: if text_class.is_none() { key.class.as_deref().map(hex) } else { None },
             class: text_class,
             flags: key.flags,
@@ -291,20 +303,34 @@ fn hive_of(
         ..Hive::empty(&root)
     };
     hive.root.last_written = hive.last_written;
+    // Where each key is (its index at every level), by upper-cased path: JSON may list a
+    // hundred thousand keys in any order.
+    let mut positions: HashMap<Vec<u16>, Vec<usize>> = HashMap::new();
     for k in spec.keys {
         let what = format!("key {:?}", k.path);
-        let mut key = &mut hive.root;
+        let (mut path, mut position) = (Vec::new(), Vec::new());
         for part in k.path.split('\\').filter(|p| !p.is_empty()) {
-            if key.subkey(part).is_none() {
-                key.subkeys.push(Key { last_written: default_time, ..Key::new(part) });
-            }
-            key = key.subkey_mut(part).expect("just made sure it exists");
+            path.push(u16::from(b'\\'));
+            path.extend(regf::name_key(part));
+            position = match positions.get(&path) {
+                Some(p) => p.clone(),
+                None => {
+                    let parent = key_at(&mut hive.root, &position);
+                    parent.subkeys.push(Key { last_written: default_time, ..Key::new(part) });
+                    position.push(parent.subkeys.len() - 1);
+                    positions.insert(path.clone(), position.clone());
+                    position
+                }
+            };
         }
+        let key = key_at(&mut hive.root, &position);
         key.last_written = match &k.last_written {
             Some(t) => time_of(t, &what)?,
             None => default_time,
         };
-        if let Some(text) = &k.security {
+        if let Some(h) = &k.security_hex {
+            key.security = Some(unhex(h, &what)?.into());
+        } else if let Some(text) = &k.security {
             let sd = SecurityDescriptor::from_sddl(text).map_err(|e| Error::Invalid(format!("{what}: {e}")))?;
             key.security = Some(sd.to_bytes().into());
         }
@@ -338,6 +364,10 @@ fn hive_of(
         ));
     }
     Ok(hive)
+}
+
+fn key_at<'a>(root: &'a mut Key, position: &[usize]) -> &'a mut Key {
+    position.iter().fold(root, |key, &i| &mut key.subkeys[i])
 }
 
 fn value_of(v: ValueSpec, key: &str) -> Result<Value> {

@@ -54,7 +54,8 @@ const SPEC: &str = r#"{"root": "SOFTWARE", "keys": [
     {"name": "Max", "type": "REG_QWORD", "data": 18446744073709551615},
     {"name": "Odd", "type": "0x00001234", "hex": "0102030405"}
   ]},
-  {"path": "\\Vendor\\Locked", "security": "O:SYG:SYD:P(A;CI;KA;;;SY)", "class": "MyClass"}
+  {"path": "\\Vendor\\Locked", "security": "O:SYG:SYD:P(A;CI;KA;;;SY)", "class": "MyClass"},
+  {"path": "\\Vendor\\OwnerFirst", "security_hex": "0100048014000000000000000000000024000000010200000000000520000000200200000200080000000000"}
 ]}"#;
 
 #[test]
@@ -68,7 +69,9 @@ fn json_round_trip_and_hivexml() {
     std::fs::write(d.join("dump.json"), &json).unwrap();
     ok(&["hive", "create", "b.hive", "--from", "dump.json"], d);
     assert_eq!(std::fs::read(d.join("a.hive")).unwrap(), std::fs::read(d.join("b.hive")).unwrap(), "dump → create");
-    assert!(json.contains("\"last_written\": \"2023-11-14T22:13:20Z\""), "{json}");
+    assert!(json.contains("\"last_written\":\"2023-11-14T22:13:20Z\""), "{json}");
+    // A descriptor laid out unlike SDDL's encoding keeps its exact bytes beside its SDDL.
+    assert!(json.contains("\"security\":\"O:BAD:\",\"security_hex\":\"0100048014"), "{json}");
 
     let xml = hivexml(&d.join("a.hive"));
     for needle in [
