@@ -18,6 +18,9 @@ pub enum Error {
     /// The tree breaks a rule of the format or of Windows (names, sizes, duplicates).
     #[error("cannot write the hive: {0}")]
     Unwritable(String),
+    /// The hives cannot be merged as a base and a differencing hive.
+    #[error("cannot merge: {0}")]
+    Merge(String),
 }
 
 /// Result alias for hive operations.

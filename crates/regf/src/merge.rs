@@ -20,14 +20,12 @@ use crate::model::{Hive, Key, LayerSemantics, Value};
 /// Merges `delta` onto `base`, giving an ordinary (non-layered) hive with `base`'s root name.
 pub fn merge(base: Hive, delta: Hive) -> Result<Hive> {
     if base.layered {
-        return Err(Error::Unwritable(
+        return Err(Error::Merge(
             "the base hive is itself a differencing hive; merge it onto its own base first".into(),
         ));
     }
     if delta.root.layer == LayerSemantics::Tombstone {
-        return Err(Error::Unwritable(
-            "the differencing hive's root key is a tombstone; a root cannot be deleted".into(),
-        ));
+        return Err(Error::Merge("the differencing hive's root key is a tombstone; a root cannot be deleted".into()));
     }
     let name = base.root.name.clone();
     let mut root = merge_key(base.root, delta.root).expect("a root that is not a tombstone stays");

@@ -45,7 +45,7 @@ impl Hive {
         }
         let default_sd = SecurityDescriptor::from_sddl(DEFAULT_ROOT_SDDL).expect("the default SDDL parses").to_bytes();
         let mut w = Writer {
-            cells: Cells { buf: Vec::new(), pos: 0, bin_end: 0, stamp: self.last_written.ticks() as u64 },
+            cells: Cells::new(self.last_written.ticks() as u64),
             minor: self.minor_version,
             leaf: options.leaf_kind.unwrap_or(LeafKind::for_minor(self.minor_version)),
             security: HashMap::new(),
@@ -54,9 +54,8 @@ impl Hive {
         };
         let root = w.tree(&self.root, &default_sd)?;
         w.link_security();
-        let bins = w.cells.finish();
-
-        let mut out = vec![0u8; BASE_BLOCK_LEN];
+        let mut out = w.cells.finish();
+        let bins_size = (out.len() - BASE_BLOCK_LEN) as u32;
         out[base::SIGNATURE..4].copy_from_slice(b"regf");
         put32(&mut out, base::PRIMARY_SEQUENCE, 1);
         put32(&mut out, base::SECONDARY_SEQUENCE, 1);
@@ -65,20 +64,20 @@ impl Hive {
         put32(&mut out, base::MINOR, self.minor_version);
         put32(&mut out, base::FILE_FORMAT, 1);
         put32(&mut out, base::ROOT_CELL, root);
-        put32(&mut out, base::BINS_SIZE, bins.len() as u32);
+        put32(&mut out, base::BINS_SIZE, bins_size);
         put32(&mut out, base::CLUSTERING, 1);
         put32(&mut out, base::FLAGS, if self.layered { HIVE_FLAG_LAYERED } else { 0 });
         // Zero resource-manager GUIDs with the signature Windows always writes beside them.
         out[base::GUID_SIGNATURE..base::GUID_SIGNATURE + 4].copy_from_slice(b"rmtm");
         let sum = checksum(&out);
         put32(&mut out, base::CHECKSUM, sum);
-        out.extend_from_slice(&bins);
         Ok(out)
     }
 }
 
-/// Hive bins being filled: cells go into the current bin while they fit; a cell that does
-/// not fit closes the bin (its rest becomes one free cell) and opens one large enough.
+/// Hive bins being filled, after room for the base block: cells go into the current bin while
+/// they fit; a cell that does not fit closes the bin (its rest becomes one free cell) and opens
+/// one large enough. Cell offsets are relative to the hive bins, as the format stores them.
 struct Cells {
     buf: Vec<u8>,
     pos: usize,
@@ -87,22 +86,26 @@ struct Cells {
 }
 
 impl Cells {
+    fn new(stamp: u64) -> Self {
+        Cells { buf: vec![0; BASE_BLOCK_LEN], pos: BASE_BLOCK_LEN, bin_end: BASE_BLOCK_LEN, stamp }
+    }
+
     fn alloc(&mut self, data_len: usize) -> Result<u32> {
         let size = cell_size(data_len);
         if self.pos + size > self.bin_end {
             self.close_bin();
             let start = self.buf.len();
             let bin = (size + BIN_HEADER_LEN).next_multiple_of(BIN_ALIGN);
-            if start + bin > u32::MAX as usize - BASE_BLOCK_LEN {
+            if start + bin > u32::MAX as usize {
                 return Err(Error::Unwritable("the hive would be larger than 4 GiB".into()));
             }
             self.buf.resize(start + bin, 0);
             self.buf[start..start + 4].copy_from_slice(b"hbin");
-            put32(&mut self.buf, start + 4, start as u32);
+            put32(&mut self.buf, start + 4, (start - BASE_BLOCK_LEN) as u32);
             put32(&mut self.buf, start + 8, bin as u32);
-            if start == 0 {
+            if start == BASE_BLOCK_LEN {
                 // The first bin keeps a copy of the base block's time stamp.
-                put64(&mut self.buf, 20, self.stamp);
+                put64(&mut self.buf, start + 20, self.stamp);
             }
             self.pos = start + BIN_HEADER_LEN;
             self.bin_end = start + bin;
@@ -110,12 +113,12 @@ impl Cells {
         let at = self.pos;
         put32(&mut self.buf, at, (size as i32).wrapping_neg() as u32);
         self.pos += size;
-        Ok(at as u32)
+        Ok((at - BASE_BLOCK_LEN) as u32)
     }
 
     /// The data of an allocated cell.
-    fn data(&mut self, at: u32) -> &mut [u8] {
-        let at = at as usize;
+    fn data(&mut self, cell: u32) -> &mut [u8] {
+        let at = cell as usize + BASE_BLOCK_LEN;
         let size = (le32(&self.buf, at) as i32).unsigned_abs() as usize;
         &mut self.buf[at + 4..at + size]
     }
@@ -126,6 +129,7 @@ impl Cells {
         }
     }
 
+    /// The whole file: an empty base block, then the hive bins.
     fn finish(mut self) -> Vec<u8> {
         self.close_bin();
         self.buf
