@@ -266,12 +266,14 @@ impl<'a> Reader<'a> {
         Ok(c)
     }
 
-    /// The `len`-byte name at `at` in a record, stored compressed (Latin-1) or as UTF-16.
-    fn name(&self, c: &[u8], at: usize, len: u16, compressed: bool, what: &str) -> Result<String> {
+    /// The `len`-byte name at `at` in the `what` record at `offset`, stored compressed (Latin-1)
+    /// or as UTF-16.
+    fn name(&self, c: &[u8], at: usize, len: u16, compressed: bool, what: &str, offset: u32) -> Result<String> {
         let raw = c
             .get(at..at + len as usize)
-            .ok_or_else(|| self.bad(format!("{what}: its {len}-byte name overruns the cell")))?;
-        decode_name(raw, compressed).ok_or_else(|| self.bad(format!("{what}: its name is not valid UTF-16")))
+            .ok_or_else(|| self.bad(format!("{what} {offset:#x}: its {len}-byte name overruns the cell")))?;
+        decode_name(raw, compressed)
+            .ok_or_else(|| self.bad(format!("{what} {offset:#x}: its name is not valid UTF-16")))
     }
 
     /// The tree below the key node at `root`, walked with an explicit stack: a hive 512 levels
@@ -307,8 +309,7 @@ impl<'a> Reader<'a> {
     fn node(&mut self, offset: u32, parent: Option<u32>) -> Result<Node> {
         let c = self.record(offset, b"nk", nk::NAME, "key node")?;
         let flags = le16(c, nk::FLAGS);
-        let what = format!("key node {offset:#x}");
-        let name = self.name(c, nk::NAME, le16(c, nk::NAME_LEN), flags & KEY_COMP_NAME != 0, &what)?;
+        let name = self.name(c, nk::NAME, le16(c, nk::NAME_LEN), flags & KEY_COMP_NAME != 0, "key node", offset)?;
         if name.contains('\\') || (name.is_empty() && parent.is_some()) {
             return Err(self.bad(format!("key node {offset:#x}: name {name:?} is empty or contains a backslash")));
         }
@@ -398,9 +399,9 @@ impl<'a> Reader<'a> {
             Some(b"lh") => LeafKind::Lh,
             _ => return Err(self.bad(format!("cell {offset:#x} is not a subkey list (li, lf, lh or ri)"))),
         };
-        let n = if c.len() >= 4 { le16(c, 2) as usize } else { usize::MAX };
+        let n = if c.len() >= 4 { le16(c, 2) as usize } else { 0 };
         let step = kind.entry_len();
-        if n == usize::MAX || 4 + n * step > c.len() {
+        if c.len() < 4 || 4 + n * step > c.len() {
             return Err(self.bad(format!("subkey list {offset:#x} does not fit its {}-byte cell", c.len())));
         }
         entries.extend((0..n).map(|i| {
@@ -446,8 +447,7 @@ impl<'a> Reader<'a> {
     fn value(&mut self, offset: u32) -> Result<Value> {
         let c = self.record(offset, b"vk", vk::NAME, "value")?;
         let flags = le16(c, vk::FLAGS);
-        let what = format!("value {offset:#x}");
-        let name = self.name(c, vk::NAME, le16(c, vk::NAME_LEN), flags & VALUE_COMP_NAME != 0, &what)?;
+        let name = self.name(c, vk::NAME, le16(c, vk::NAME_LEN), flags & VALUE_COMP_NAME != 0, "value", offset)?;
         let size = le32(c, vk::DATA_SIZE);
         let field = le32(c, vk::DATA);
         let data = if size & DATA_INLINE != 0 {
