@@ -1,7 +1,9 @@
 //! `winlayer`: Windows container image layers on any OS.
 
+mod cmdline;
 mod io;
 mod tar;
+mod version;
 
 use std::process::ExitCode;
 
@@ -27,12 +29,20 @@ enum Command {
     /// Windows layer tars: list, check, rewrite canonically, build from a directory.
     #[command(subcommand)]
     Tar(tar::TarCommand),
+    /// Windows command lines: compose one from arguments, split one, derive a container's
+    /// from an image config (Entrypoint, Cmd, ArgsEscaped).
+    #[command(subcommand)]
+    Cmdline(cmdline::CmdlineCommand),
+    /// winlayer's version; on Windows also the real OS build and the Windows backends available.
+    Version(version::VersionArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tar(command) => tar::run(command),
+        Command::Cmdline(command) => cmdline::run(command),
+        Command::Version(args) => version::run(args),
     };
     match result {
         Ok(code) => code,
