@@ -1,6 +1,6 @@
 //! `winlayer cmdline …`: thin commands over the wincmdline crate.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,11 +23,15 @@ pub enum CmdlineCommand {
     /// Example: winlayer cmdline compose -- 'C:\Program Files\app.exe' --name 'a "b"'
     Compose {
         /// Escape the program like any argument, as containerd, moby and hcsshim join
-        /// process.args (Go's EscapeArg on every element).
+        /// process.args (Go's EscapeArg on every element; Python's subprocess.list2cmdline).
         #[arg(long)]
         escape_all: bool,
+        /// Read one JSON array of strings per line from standard input and write one JSON
+        /// string (the line) per line, instead of taking ARG....
+        #[arg(long, conflicts_with = "args")]
+        batch: bool,
         /// The program and its arguments.
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "ARG")]
+        #[arg(required_unless_present = "batch", num_args = 1.., allow_hyphen_values = true, value_name = "ARG")]
         args: Vec<String>,
     },
     /// Split a Windows command line into arguments, as a Windows program would.
@@ -96,10 +100,24 @@ pub fn run(command: CmdlineCommand) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     let write_err = |e: io::Error| Error::io("writing the output", e);
     match command {
-        CmdlineCommand::Compose { escape_all, args } => {
-            let line = if escape_all { escape_args(&args) } else { compose(&args) };
-            let line = line.map_err(|e| Error::Invalid(e.to_string()))?;
-            writeln!(out, "{line}").map_err(write_err)?;
+        CmdlineCommand::Compose { escape_all, batch, args } => {
+            let join = |args: &[String]| {
+                let line = if escape_all { escape_args(args) } else { compose(args) };
+                line.map_err(|e| Error::Invalid(e.to_string()))
+            };
+            if !batch {
+                writeln!(out, "{}", join(&args)?).map_err(write_err)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = io::BufWriter::new(out);
+            for (n, input) in io::stdin().lock().lines().enumerate() {
+                let input = input.map_err(|e| Error::io("reading standard input", e))?;
+                let args: Vec<String> = serde_json::from_str(&input)
+                    .map_err(|e| Error::Invalid(format!("line {}: not a JSON array of strings: {e}", n + 1)))?;
+                let line = join(&args).map_err(|e| Error::Invalid(format!("line {}: {e}", n + 1)))?;
+                writeln!(out, "{}", Value::from(line)).map_err(write_err)?;
+            }
+            out.flush().map_err(write_err)?;
         }
         CmdlineCommand::Parse { dialect, json, line } => {
             let dialect = match dialect {
