@@ -24,7 +24,7 @@ cat > "$out/peer.py" <<'PY'
 import json, subprocess, sys
 write = sys.stdout.write
 for line in sys.stdin:
-    write(json.dumps(subprocess.list2cmdline(json.loads(line))) + "\n")
+    write(json.dumps(subprocess.list2cmdline(json.loads(line)), ensure_ascii=False) + "\n")
 PY
 
 measure() { # name, command...
@@ -38,7 +38,11 @@ measure() { # name, command...
 echo "$count argument vectors, $(du -h "$out/argv.jsonl" | cut -f1) of JSON lines"
 w=$(measure winlayer "$winlayer" cmdline compose --escape-all --batch)
 p=$(measure list2cmdline "$python" "$out/peer.py")
-cmp "$out/winlayer.out" "$out/list2cmdline.out" && echo "outputs identical ($(wc -l < "$out/winlayer.out") lines)"
+if ! cmp "$out/winlayer.out" "$out/list2cmdline.out"; then
+  echo "win32 bench: the outputs differ"
+  exit 1
+fi
+echo "outputs identical ($(wc -l < "$out/winlayer.out") lines)"
 "$python" - "$w" "$p" <<'PY'
 import sys
 def secs(t):

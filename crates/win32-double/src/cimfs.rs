@@ -11,7 +11,7 @@ use std::ffi::c_void;
 use serde_json::{Value, json};
 
 use crate::read::{field, fnv, guid, hex, pointer, unhex, wstr};
-use crate::{handle_name, new_handle, record, ret, scripted};
+use crate::{give, handle_name, record, ret, scripted};
 
 type Handle = *mut c_void;
 
@@ -21,21 +21,49 @@ fn hr(call: &str, args: Value) -> i32 {
     ret(call, 0) as i32
 }
 
-/// Hands out a handle of `kind` through `out` when the call succeeds.
+/// Records the call and hands out a `kind` handle through `out` when it succeeds.
 ///
 /// # Safety
 /// `out` must be writable.
-unsafe fn give(call: &str, mut args: Value, kind: &'static str, out: *mut Handle) -> i32 {
+unsafe fn give_hr(call: &str, args: Value, kind: &'static str, out: *mut Handle) -> i32 {
     let code = ret(call, 0) as i32;
-    if code >= 0 {
-        let h = new_handle(kind);
-        // SAFETY: the caller passes a writable handle.
-        unsafe { *out = h };
-        args["handle"] = handle_name(h);
-    }
-    record(call, args);
+    // SAFETY: as the caller guarantees.
+    unsafe { give(call, args, kind, out, code >= 0) };
     code
 }
+
+/// An (image, path) call.
+macro_rules! path_call {
+    ($name:ident) => {
+        /// # Safety
+        /// `path` NUL-terminated.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "system" fn $name(image: Handle, path: *const u16) -> i32 {
+            // SAFETY: NUL-terminated.
+            hr(stringify!($name), json!({ "image": handle_name(image), "path": unsafe { wstr(path) } }))
+        }
+    };
+}
+
+/// An (image, new path, existing path) call.
+macro_rules! link_call {
+    ($name:ident, $new:literal, $old:literal) => {
+        /// # Safety
+        /// Both paths NUL-terminated.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "system" fn $name(image: Handle, new: *const u16, old: *const u16) -> i32 {
+            // SAFETY: NUL-terminated.
+            let args = unsafe { json!({ "image": handle_name(image), $new: wstr(new), $old: wstr(old) }) };
+            hr(stringify!($name), args)
+        }
+    };
+}
+
+path_call!(CimDeletePath);
+path_call!(CimTombstoneFile);
+path_call!(CimAddFsToMergedImage);
+link_call!(CimCreateHardLink, "new", "existing");
+link_call!(CimCreateMergeLink, "new", "old");
 
 /// # Safety
 /// `p` must point to a CIMFS_FILE_METADATA whose buffers are readable for their sizes.
@@ -80,7 +108,7 @@ pub unsafe extern "system" fn CimCreateImage(
     // SAFETY: as documented above.
     unsafe {
         let args = json!({ "path": wstr(path), "existing": wstr(existing), "new": wstr(new) });
-        give("CimCreateImage", args, "image", out)
+        give_hr("CimCreateImage", args, "image", out)
     }
 }
 
@@ -97,7 +125,7 @@ pub unsafe extern "system" fn CimCreateImage2(
     // SAFETY: as documented above.
     unsafe {
         let args = json!({ "path": wstr(path), "flags": flags, "existing": wstr(existing), "new": wstr(new) });
-        give("CimCreateImage2", args, "image", out)
+        give_hr("CimCreateImage2", args, "image", out)
     }
 }
 
@@ -120,7 +148,7 @@ pub unsafe extern "system" fn CimCreateFile(image: Handle, path: *const u16, met
     // SAFETY: as documented above.
     unsafe {
         let args = json!({ "image": handle_name(image), "path": wstr(path), "metadata": metadata(meta) });
-        give("CimCreateFile", args, "stream", out)
+        give_hr("CimCreateFile", args, "stream", out)
     }
 }
 
@@ -145,23 +173,6 @@ pub extern "system" fn CimCloseStream(stream: Handle) -> i32 {
 }
 
 /// # Safety
-/// `path` NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn CimDeletePath(image: Handle, path: *const u16) -> i32 {
-    // SAFETY: NUL-terminated.
-    hr("CimDeletePath", json!({ "image": handle_name(image), "path": unsafe { wstr(path) } }))
-}
-
-/// # Safety
-/// Both paths NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn CimCreateHardLink(image: Handle, new: *const u16, existing: *const u16) -> i32 {
-    // SAFETY: NUL-terminated.
-    let args = unsafe { json!({ "image": handle_name(image), "new": wstr(new), "existing": wstr(existing) }) };
-    hr("CimCreateHardLink", args)
-}
-
-/// # Safety
 /// `path` NUL-terminated, `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn CimCreateAlternateStream(
@@ -173,7 +184,7 @@ pub unsafe extern "system" fn CimCreateAlternateStream(
     // SAFETY: as documented above.
     unsafe {
         let args = json!({ "image": handle_name(image), "path": wstr(path), "size": size });
-        give("CimCreateAlternateStream", args, "stream", out)
+        give_hr("CimCreateAlternateStream", args, "stream", out)
     }
 }
 
@@ -197,14 +208,6 @@ pub unsafe extern "system" fn CimDismountImage(volume: *const u8) -> i32 {
 /// # Safety
 /// `path` NUL-terminated.
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn CimAddFsToMergedImage(image: Handle, path: *const u16) -> i32 {
-    // SAFETY: NUL-terminated.
-    hr("CimAddFsToMergedImage", json!({ "image": handle_name(image), "path": unsafe { wstr(path) } }))
-}
-
-/// # Safety
-/// `path` NUL-terminated.
-#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CimAddFsToMergedImage2(image: Handle, path: *const u16, flags: u32) -> i32 {
     // SAFETY: NUL-terminated.
     let args = json!({ "image": handle_name(image), "path": unsafe { wstr(path) }, "flags": flags });
@@ -218,23 +221,6 @@ pub unsafe extern "system" fn CimMergeMountImage(count: u32, paths: *const u8, f
     // SAFETY: as documented above.
     let args = unsafe { json!({ "images": image_paths(count, paths), "flags": flags, "volume": guid(volume) }) };
     hr("CimMergeMountImage", args)
-}
-
-/// # Safety
-/// `path` NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn CimTombstoneFile(image: Handle, path: *const u16) -> i32 {
-    // SAFETY: NUL-terminated.
-    hr("CimTombstoneFile", json!({ "image": handle_name(image), "path": unsafe { wstr(path) } }))
-}
-
-/// # Safety
-/// Both paths NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn CimCreateMergeLink(image: Handle, new: *const u16, old: *const u16) -> i32 {
-    // SAFETY: NUL-terminated.
-    let args = unsafe { json!({ "image": handle_name(image), "new": wstr(new), "old": wstr(old) }) };
-    hr("CimCreateMergeLink", args)
 }
 
 /// Writes the scripted `hash` (hex) and `fixed_header_size`.

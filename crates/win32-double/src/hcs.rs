@@ -82,42 +82,33 @@ layer_call!(DeactivateLayer);
 layer_call!(DestroyLayer);
 layer_call!(UnprepareLayer);
 
-/// # Safety
-/// `info` a DriverInfo, strings NUL-terminated, `layers` `count` descriptors.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn ImportLayer(
-    info: *const u8,
-    id: *const u16,
-    path: *const u16,
-    layers: *const u8,
-    count: usize,
-) -> i32 {
-    // SAFETY: as documented above.
-    let args = unsafe {
-        json!({ "info": driver_info(info), "id": wstr(id), "path": wstr(path), "layers": descriptors(layers, count) })
+/// A (driver info, id, folder, descriptors, count) call.
+macro_rules! folder_call {
+    ($name:ident) => {
+        /// # Safety
+        /// `info` a DriverInfo, strings NUL-terminated, `layers` `count` descriptors.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "system" fn $name(
+            info: *const u8,
+            id: *const u16,
+            path: *const u16,
+            layers: *const u8,
+            count: usize,
+        ) -> i32 {
+            // SAFETY: as documented above.
+            let args = unsafe {
+                json!({ "info": driver_info(info), "id": wstr(id), "path": wstr(path), "layers": descriptors(layers, count) })
+            };
+            hr(stringify!($name), args)
+        }
     };
-    hr("ImportLayer", args)
 }
 
-/// # Safety
-/// As ImportLayer.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn ExportLayer(
-    info: *const u8,
-    id: *const u16,
-    path: *const u16,
-    layers: *const u8,
-    count: usize,
-) -> i32 {
-    // SAFETY: as documented above.
-    let args = unsafe {
-        json!({ "info": driver_info(info), "id": wstr(id), "path": wstr(path), "layers": descriptors(layers, count) })
-    };
-    hr("ExportLayer", args)
-}
+folder_call!(ImportLayer);
+folder_call!(ExportLayer);
 
 /// # Safety
-/// As ImportLayer, without the path.
+/// As ImportLayer (`info`, `id`, `layers` of `count`), without the folder.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn PrepareLayer(info: *const u8, id: *const u16, layers: *const u8, count: usize) -> i32 {
     // SAFETY: as documented above.

@@ -81,6 +81,20 @@ fn new_handle(kind: &'static str) -> *mut c_void {
     })
 }
 
+/// Records `call` and, when it succeeds, hands out a new `kind` handle through `out`.
+///
+/// # Safety
+/// `out` must be writable when `ok`.
+unsafe fn give(call: &str, mut args: Value, kind: &'static str, out: *mut *mut c_void, ok: bool) {
+    if ok {
+        let h = new_handle(kind);
+        // SAFETY: the caller passes a writable handle.
+        unsafe { *out = h };
+        args["handle"] = handle_name(h);
+    }
+    record(call, args);
+}
+
 /// The name of a handle: `null`, the name given when it was handed out, or `unknown:0x…`.
 fn handle_name(h: *const c_void) -> Value {
     if h.is_null() {

@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use serde_json::{Value, json};
 
 use crate::read::{hex, unhex, wstr};
-use crate::{handle_name, new_handle, record, ret, scripted};
+use crate::{give, handle_name, record, ret, scripted};
 
 type Key = *mut c_void;
 
@@ -14,17 +14,14 @@ fn code(call: &str, args: Value) -> u32 {
     ret(call, 0) as u32
 }
 
+/// Records the call and hands out a `kind` handle through `out` when it succeeds.
+///
 /// # Safety
 /// `out` writable.
-unsafe fn give(call: &str, mut args: Value, kind: &'static str, out: *mut Key) -> u32 {
+unsafe fn give_key(call: &str, args: Value, kind: &'static str, out: *mut Key) -> u32 {
     let result = ret(call, 0) as u32;
-    if result == 0 {
-        let h = new_handle(kind);
-        // SAFETY: writable.
-        unsafe { *out = h };
-        args["handle"] = handle_name(h);
-    }
-    record(call, args);
+    // SAFETY: as the caller guarantees.
+    unsafe { give(call, args, kind, out, result == 0) };
     result
 }
 
@@ -33,7 +30,7 @@ unsafe fn give(call: &str, mut args: Value, kind: &'static str, out: *mut Key) -
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ORCreateHive(out: *mut Key) -> u32 {
     // SAFETY: writable.
-    unsafe { give("ORCreateHive", json!({}), "hive", out) }
+    unsafe { give_key("ORCreateHive", json!({}), "hive", out) }
 }
 
 /// # Safety
@@ -41,7 +38,7 @@ pub unsafe extern "system" fn ORCreateHive(out: *mut Key) -> u32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn OROpenHive(path: *const u16, out: *mut Key) -> u32 {
     // SAFETY: as documented above.
-    unsafe { give("OROpenHive", json!({ "path": wstr(path) }), "hive", out) }
+    unsafe { give_key("OROpenHive", json!({ "path": wstr(path) }), "hive", out) }
 }
 
 /// Records the close.
@@ -67,7 +64,7 @@ pub unsafe extern "system" fn ORMergeHives(hives: *const Key, count: u32, out: *
     // SAFETY: `count` readable handles.
     let names: Vec<Value> = (0..count as usize).map(|i| handle_name(unsafe { *hives.add(i) })).collect();
     // SAFETY: writable.
-    unsafe { give("ORMergeHives", json!({ "hives": names }), "hive", out) }
+    unsafe { give_key("ORMergeHives", json!({ "hives": names }), "hive", out) }
 }
 
 /// # Safety
@@ -88,7 +85,7 @@ pub unsafe extern "system" fn ORCreateKey(
             "key": handle_name(key), "subkey": wstr(subkey), "class": wstr(class), "options": options,
             "security_null": security.is_null(), "disposition_null": disposition.is_null(),
         });
-        let result = give("ORCreateKey", args, "key", out);
+        let result = give_key("ORCreateKey", args, "key", out);
         if result == 0 && !disposition.is_null() {
             *disposition = 1; // REG_CREATED_NEW_KEY
         }
@@ -101,7 +98,7 @@ pub unsafe extern "system" fn ORCreateKey(
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn OROpenKey(key: Key, subkey: *const u16, out: *mut Key) -> u32 {
     // SAFETY: as documented above.
-    unsafe { give("OROpenKey", json!({ "key": handle_name(key), "subkey": wstr(subkey) }), "key", out) }
+    unsafe { give_key("OROpenKey", json!({ "key": handle_name(key), "subkey": wstr(subkey) }), "key", out) }
 }
 
 /// Records the close.

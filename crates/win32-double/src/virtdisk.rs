@@ -15,7 +15,7 @@ use std::ffi::c_void;
 use serde_json::{Value, json};
 
 use crate::read::{field, guid, pointer, put_wstr, wstr};
-use crate::{handle_name, new_handle, record, ret, scripted};
+use crate::{give, handle_name, record, ret, scripted};
 
 type Handle = *mut c_void;
 
@@ -99,15 +99,10 @@ unsafe fn attach_parameters(p: *const u8) -> Value {
 ///
 /// # Safety
 /// `out` writable.
-unsafe fn give_disk(call: &str, mut args: Value, out: *mut Handle) -> u32 {
+unsafe fn give_disk(call: &str, args: Value, out: *mut Handle) -> u32 {
     let code = ret(call, 0) as u32;
-    if code == 0 {
-        let h = new_handle("disk");
-        // SAFETY: writable.
-        unsafe { *out = h };
-        args["handle"] = handle_name(h);
-    }
-    record(call, args);
+    // SAFETY: as the caller guarantees.
+    unsafe { give(call, args, "disk", out, code == 0) };
     code
 }
 

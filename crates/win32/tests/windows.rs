@@ -9,7 +9,6 @@ use std::os::windows::io::AsRawHandle;
 use std::os::windows::process::CommandExt;
 use std::path::PathBuf;
 
-use serde::Deserialize;
 use win32::Source;
 use win32::pipe::PipeListener;
 use win32::security::{PIPE_SDDL, Security};
@@ -17,29 +16,10 @@ use win32::shell::Shell;
 use wincmdline::{Dialect, compose, parse};
 use winlayer_core::security::SecurityDescriptor;
 
-#[derive(Deserialize)]
-struct Cases {
-    compose: Vec<ComposeCase>,
-    parse: Vec<ParseCase>,
-}
+#[path = "../../wincmdline/tests/cases/mod.rs"]
+mod cases;
 
-#[derive(Deserialize)]
-struct ComposeCase {
-    argv: Vec<String>,
-    line: String,
-    note: String,
-}
-
-#[derive(Deserialize)]
-struct ParseCase {
-    line: String,
-    command_line_to_argv_w: Vec<String>,
-    note: String,
-}
-
-fn cases() -> Cases {
-    serde_json::from_str(include_str!("../../wincmdline/tests/cases.json")).unwrap()
-}
+use cases::cases;
 
 #[test]
 fn table_round_trips_through_command_line_to_argv_w() {

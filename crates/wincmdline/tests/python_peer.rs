@@ -8,8 +8,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use serde::Deserialize;
 use wincmdline::escape_args;
+
+mod cases;
 
 const PEER: &str = r#"
 import json, subprocess, sys
@@ -48,20 +49,9 @@ fn generated(count: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
-#[derive(Deserialize)]
-struct Cases {
-    compose: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    argv: Vec<String>,
-}
-
 #[test]
 fn escape_args_matches_python_list2cmdline() {
-    let cases: Cases = serde_json::from_str(include_str!("cases.json")).unwrap();
-    let mut vectors: Vec<Vec<String>> = cases.compose.into_iter().map(|c| c.argv).collect();
+    let mut vectors: Vec<Vec<String>> = cases::cases().compose.into_iter().map(|c| c.argv).collect();
     vectors.extend(generated(5000));
     let theirs = list2cmdline(&vectors);
     assert_eq!(theirs.len(), vectors.len());

@@ -2,34 +2,11 @@
 //! every row composes to its expected line and parses back in both dialects; lines no
 //! composer writes are pinned per dialect; and any vector round-trips.
 
+mod cases;
+
+use cases::cases;
 use proptest::prelude::*;
-use serde::Deserialize;
 use wincmdline::{Dialect, compose, escape_args, parse};
-
-#[derive(Deserialize)]
-struct Cases {
-    compose: Vec<ComposeCase>,
-    parse: Vec<ParseCase>,
-}
-
-#[derive(Deserialize)]
-struct ComposeCase {
-    argv: Vec<String>,
-    line: String,
-    note: String,
-}
-
-#[derive(Deserialize)]
-struct ParseCase {
-    line: String,
-    c_runtime: Vec<String>,
-    command_line_to_argv_w: Vec<String>,
-    note: String,
-}
-
-fn cases() -> Cases {
-    serde_json::from_str(include_str!("cases.json")).expect("cases.json parses")
-}
 
 const DIALECTS: [Dialect; 2] = [Dialect::CRuntime, Dialect::CommandLineToArgvW];
 
