@@ -1,8 +1,10 @@
 //! `winlayer`: Windows container image layers on any OS.
 
+mod cmdline;
 mod hive;
 mod io;
 mod tar;
+mod version;
 mod vhdx;
 
 use std::process::ExitCode;
@@ -35,6 +37,12 @@ enum Command {
     /// Registry hives: create (empty or from JSON), dump, merge a layer's differencing hive.
     #[command(subcommand)]
     Hive(hive::HiveCommand),
+    /// Windows command lines: compose one from arguments, split one, derive a container's
+    /// from an image config (Entrypoint, Cmd, ArgsEscaped).
+    #[command(subcommand)]
+    Cmdline(cmdline::CmdlineCommand),
+    /// winlayer's version; on Windows also the real OS build and the Windows backends available.
+    Version(version::VersionArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,8 @@ fn main() -> ExitCode {
         Command::Tar(command) => tar::run(command),
         Command::Vhdx(command) => vhdx::run(command),
         Command::Hive(command) => hive::run(command),
+        Command::Cmdline(command) => cmdline::run(command),
+        Command::Version(args) => version::run(args),
     };
     match result {
         Ok(code) => code,
