@@ -90,7 +90,9 @@ struct Walk<'a> {
     dir_sd: Arc<[u8]>,
     /// Root of the container's C: drive on disk, for resolving symlink targets.
     drive_root: PathBuf,
-    /// First name of every multiply-linked file, by (device, inode).
+    /// First name of every multiply-linked file, by (device, inode). Windows builds do not
+    /// detect hard links: std exposes no stable file index there.
+    #[cfg_attr(not(unix), allow(dead_code))]
     inodes: HashMap<(u64, u64), LayerPath>,
     problems: Vec<Problem>,
 }

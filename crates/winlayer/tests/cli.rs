@@ -1,5 +1,7 @@
 //! The `winlayer tar` commands end to end: determinism, standard input and output, compression
 //! checked with the independent gzip and zstd tools, and the JSON listing.
+// These tests drive the Linux build with Unix files (symlinks, FIFOs, inodes).
+#![cfg(unix)]
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

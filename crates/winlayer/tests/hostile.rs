@@ -1,5 +1,7 @@
 //! Malicious and malformed layers: each is refused with its own clear message by `verify`
 //! (exit 1) and by `normalize` (exit 2), and nothing is written anywhere.
+// These tests drive the Linux build with Unix files (symlinks, FIFOs, inodes).
+#![cfg(unix)]
 
 use std::path::Path;
 use std::process::{Command, Output};
