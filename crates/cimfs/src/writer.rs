@@ -1,0 +1,982 @@
+//! Writes a classic CIM (format 2.0) from an entry stream, optionally forked from a parent CIM.
+//!
+//! File data goes straight from the source into the region files as entries arrive (shared by
+//! content: a BLAKE3 digest per object); only metadata is held until [`CimWriter::finish`],
+//! which merges the layer into the parent's view, writes the metadata region, the object-ID
+//! files and, last, the `.cim` itself, renamed into place so that a crash never leaves an
+//! image that looks complete. Region-set GUIDs derive from the content, so the same input
+//! gives byte-identical files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use winlayer_core::check::{Checker, Problem, Severity};
+use winlayer_core::security::SecurityDescriptor;
+use winlayer_core::{Data, Entry, EntryKind, Error, LayerPath, LayerSink, Metadata, Result, attrs, ea};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::format::*;
+use crate::reader::{Cim, FileId};
+use crate::upcase::Upcase;
+
+/// Data of this size or less is read whole before it is stored, so a duplicate is never
+/// written; longer data is streamed and taken back when it turns out to be a duplicate.
+const IN_MEMORY: u64 = 1 << 20;
+/// Global region index, inside this image's own set, of each region type.
+const OWN_REGIONS: [RegionType; 3] = [RegionType::Metadata, RegionType::Data, RegionType::SmallData];
+
+/// The security descriptor stored for objects that have none: `D:NO_ACCESS_CONTROL`, as
+/// hcsshim substitutes (an image without one is "in a weird state" on Windows).
+pub fn default_security() -> Vec<u8> {
+    SecurityDescriptor::from_sddl("D:NO_ACCESS_CONTROL").expect("valid SDDL").to_bytes()
+}
+
+/// What a finished image holds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    /// The `.cim` written.
+    pub cim: PathBuf,
+    /// This image's region set GUID.
+    pub region_set: String,
+    /// Files, directories and links (objects with a record) written into this image.
+    pub records: u64,
+    /// Names added by hard links.
+    pub hard_links: u64,
+    /// Alternate data streams written.
+    pub streams: u64,
+    /// Paths deleted from the parent's view.
+    pub deleted: u64,
+    /// Bytes of file and stream data received.
+    pub data_bytes: u64,
+    /// Bytes of data stored in this image's regions (the rest was shared or sparse).
+    pub stored_bytes: u64,
+    /// Warnings about the layer (attributes a CIM cannot keep, order differences, …).
+    pub warnings: Vec<Problem>,
+}
+
+/// A region file being written (under a temporary name until the image is committed).
+struct RegionOut {
+    temp: tempfile::NamedTempFile,
+    out: BufWriter<File>,
+    pos: u64,
+    kind: RegionType,
+    objects: Vec<ObjectIdEntry>,
+}
+
+impl RegionOut {
+    fn new(dir: &Path, n: u16, kind: RegionType) -> Result<RegionOut> {
+        let temp = tempfile::Builder::new()
+            .prefix(".winlayer-region-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(format!("creating a region file in {}", dir.display()), e))?;
+        let file = temp.as_file().try_clone().map_err(|e| Error::io("opening a region file", e))?;
+        let mut region =
+            RegionOut { temp, out: BufWriter::with_capacity(1 << 20, file), pos: 0, kind, objects: Vec::new() };
+        let header = RegionHeader {
+            common: CommonHeader::new(FileType::Region, size_of::<RegionHeader>()),
+            index: U16::new(n),
+            region_type: kind as u8,
+            reserved: 0,
+            reserved2: U32::ZERO,
+        };
+        region.put(header.as_bytes())?;
+        Ok(region)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(|e| Error::io("writing a region file", e))?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Pads with zeros to the region's alignment; returns where the next object starts.
+    fn align(&mut self) -> Result<u64> {
+        let align = if self.kind == RegionType::Data { PAGE_SIZE } else { SMALL_ALIGN };
+        let pad = (align - self.pos % align) % align;
+        self.put(&vec![0u8; pad as usize])?;
+        Ok(self.pos)
+    }
+
+    /// Forgets everything written from `pos` on.
+    fn rewind(&mut self, pos: u64) -> Result<()> {
+        self.out.seek(SeekFrom::Start(pos)).map_err(|e| Error::io("rewinding a region file", e))?;
+        self.pos = pos;
+        Ok(())
+    }
+
+    /// Flushes and cuts the file at the last object.
+    fn close(mut self) -> Result<(tempfile::NamedTempFile, u64, Vec<ObjectIdEntry>)> {
+        self.out.flush().map_err(|e| Error::io("writing a region file", e))?;
+        self.temp.as_file().set_len(self.pos).map_err(|e| Error::io("truncating a region file", e))?;
+        Ok((self.temp, self.pos, self.objects))
+    }
+}
+
+/// An object of this layer: a file, directory or link with its record fields.
+struct Object {
+    dir: bool,
+    flags: u16,
+    times: [u64; 4],
+    sd: usize,
+    eas: Option<Box<[u8]>>,
+    reparse: Option<Box<[u8]>>,
+    data: Stream,
+    streams: Vec<(String, Stream)>,
+}
+
+enum What {
+    /// A directory the layer has no entry for (it holds whiteouts, or parents of entries).
+    Implicit,
+    Object(Box<Object>),
+    HardLink(LayerPath),
+}
+
+struct Node {
+    parent: usize,
+    name: String,
+    what: What,
+    /// A whiteout deletes this path from the parent's view.
+    deleted: bool,
+    id: Option<FileId>,
+}
+
+/// A name in a directory of the new image.
+#[derive(Clone, Copy)]
+enum Child {
+    /// An object as the parent image has it (its FileID).
+    Parent(FileId),
+    /// A node of this layer.
+    Node(usize),
+}
+
+/// A directory of the new image whose table (and so record) this image writes.
+struct DirOut {
+    id: FileId,
+    node: usize,
+    /// The parent image's record it updates, if any.
+    parent_record: Option<FileRecord>,
+    /// The directory that holds it.
+    container: FileId,
+    entries: Vec<(String, Child)>,
+}
+
+/// Writes a CIM; feed it entries, then call [`CimWriter::finish`].
+pub struct CimWriter {
+    dir: PathBuf,
+    target: PathBuf,
+    parent: Option<Cim>,
+    upcase: Upcase,
+    first_region: u16,
+    data: RegionOut,
+    small: RegionOut,
+    /// Content already stored, by length and digest.
+    contents: HashMap<(u64, [u8; 32]), RegionOffset>,
+    /// Parent objects by the object IDs of their regions; checked before they are shared.
+    parent_objects: HashMap<(u64, [u8; 24]), Vec<RegionOffset>>,
+    nodes: Vec<Node>,
+    children: HashMap<(usize, Box<[u32]>), usize>,
+    last_object: Option<usize>,
+    sds: Vec<Arc<[u8]>>,
+    sd_ids: HashMap<Arc<[u8]>, usize>,
+    checker: Checker,
+    dropped_attributes: BTreeMap<u32, (u64, String)>,
+    summary: Summary,
+    buf: Vec<u8>,
+}
+
+impl CimWriter {
+    /// Starts `target` (`<dir>/<name>.cim`), forked from `parent` when given (which must lie in
+    /// the same directory). Refuses to replace an existing image.
+    pub fn create(target: &Path, parent: Option<&Path>) -> Result<CimWriter> {
+        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        if target.exists() {
+            return Err(Error::Invalid(format!(
+                "{} exists; remove it (and regions no other image uses) first",
+                target.display()
+            )));
+        }
+        let parent = match parent {
+            None => None,
+            Some(p) => {
+                let same_dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let canon = |d: &Path| d.canonicalize().map_err(|e| Error::io(format!("resolving {}", d.display()), e));
+                if canon(same_dir)? != canon(&dir)? {
+                    return Err(Error::Invalid(format!(
+                        "parent {} must lie in the same directory as {} (a fork refers to its parent's region files by name)",
+                        p.display(),
+                        target.display()
+                    )));
+                }
+                Some(Cim::open(p)?)
+            }
+        };
+        let first_region = parent.as_ref().map_or(0, |p| p.regions().len());
+        if first_region + OWN_REGIONS.len() > MAX_REGIONS {
+            return Err(Error::Invalid("the parent chain already uses all 65536 region indexes".into()));
+        }
+        let first_region = first_region as u16;
+        let upcase = parent.as_ref().map_or_else(Upcase::windows, |p| p.upcase().clone());
+        let parent_objects = match &parent {
+            Some(p) => load_object_ids(p)?,
+            None => HashMap::new(),
+        };
+        let root = Node { parent: 0, name: String::new(), what: What::Implicit, deleted: false, id: None };
+        let default_sd: Arc<[u8]> = Arc::from(default_security());
+        Ok(CimWriter {
+            data: RegionOut::new(&dir, 1, RegionType::Data)?,
+            small: RegionOut::new(&dir, 2, RegionType::SmallData)?,
+            dir,
+            target: target.to_path_buf(),
+            parent,
+            upcase,
+            first_region,
+            contents: HashMap::new(),
+            parent_objects,
+            nodes: vec![root],
+            children: HashMap::new(),
+            last_object: None,
+            sds: vec![default_sd.clone()],
+            sd_ids: HashMap::from([(default_sd, 0)]),
+            checker: Checker::new(),
+            dropped_attributes: BTreeMap::new(),
+            summary: Summary::default(),
+            buf: vec![0u8; 256 << 10],
+        })
+    }
+
+    /// The node at `path`, creating implicit directories on the way.
+    fn node_at(&mut self, path: &LayerPath) -> usize {
+        let mut at = 0;
+        for part in path.components() {
+            let key = (at, self.upcase.key(part));
+            at = match self.children.get(&key) {
+                Some(&n) => n,
+                None => {
+                    self.nodes.push(Node {
+                        parent: at,
+                        name: part.to_string(),
+                        what: What::Implicit,
+                        deleted: false,
+                        id: None,
+                    });
+                    self.children.insert(key, self.nodes.len() - 1);
+                    self.nodes.len() - 1
+                }
+            };
+        }
+        at
+    }
+
+    /// The node at `path` if the layer has one.
+    fn find_node(&self, path: &LayerPath) -> Option<usize> {
+        path.components().try_fold(0, |at, part| self.children.get(&(at, self.upcase.key(part))).copied())
+    }
+
+    /// Stores `len` bytes of data (shared with identical content already stored).
+    fn store(&mut self, data: &mut dyn Read, len: u64, sparse: bool, what: &LayerPath) -> Result<Stream> {
+        self.summary.data_bytes += len;
+        if len == 0 {
+            return Ok(Stream::new(StreamType::Data, RegionOffset::NULL, 0));
+        }
+        let short = |got: u64| Error::Invalid(format!("{what}: data ends after {got} of {len} bytes"));
+        let read_err = |e: io::Error| Error::io(format!("reading the data of {what}"), e);
+        let (small, region) = if len < PAGE_SIZE { (true, &mut self.small) } else { (false, &mut self.data) };
+        let index = self.first_region + if small { 2 } else { 1 };
+        let before = region.pos;
+        let mut hasher = blake3::Hasher::new();
+        let mut zero = true;
+        let start;
+        if len <= IN_MEMORY {
+            let mut whole = vec![0u8; len as usize];
+            let mut got = 0;
+            while got < whole.len() {
+                match data.read(&mut whole[got..]).map_err(read_err)? {
+                    0 => return Err(short(got as u64)),
+                    n => got += n,
+                }
+            }
+            hasher.update(&whole);
+            zero = sparse && whole.iter().all(|&b| b == 0);
+            let digest = *hasher.finalize().as_bytes();
+            if zero {
+                return Ok(Stream::sparse(len));
+            }
+            if let Some(at) = self.shared(len, &digest)? {
+                return Ok(Stream::new(StreamType::Data, at, len));
+            }
+            let region = if small { &mut self.small } else { &mut self.data };
+            start = region.align()?;
+            region.put(&whole)?;
+            return Ok(self.stored(small, index, start, len, digest));
+        }
+        start = region.align()?;
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = data.read(&mut self.buf[..want]).map_err(read_err)?;
+            if n == 0 {
+                return Err(short(len - left));
+            }
+            let chunk = &self.buf[..n];
+            hasher.update(chunk);
+            zero = zero && sparse && chunk.iter().all(|&b| b == 0);
+            region.put(chunk)?;
+            left -= n as u64;
+        }
+        let digest = *hasher.finalize().as_bytes();
+        if zero {
+            self.data.rewind(before)?;
+            return Ok(Stream::sparse(len));
+        }
+        if let Some(at) = self.shared(len, &digest)? {
+            self.data.rewind(before)?;
+            return Ok(Stream::new(StreamType::Data, at, len));
+        }
+        Ok(self.stored(small, index, start, len, digest))
+    }
+
+    /// Records newly stored content.
+    fn stored(&mut self, small: bool, index: u16, start: u64, len: u64, digest: [u8; 32]) -> Stream {
+        let region = if small { &mut self.small } else { &mut self.data };
+        let mut short = [0u8; 24];
+        short.copy_from_slice(&digest[..24]);
+        region.objects.push(ObjectIdEntry { length: U64::new(len), digest: short, offset: U64::new(start) });
+        let at = RegionOffset::new(index, start);
+        self.contents.insert((len, digest), at);
+        self.summary.stored_bytes += len;
+        Stream::new(StreamType::Data, at, len)
+    }
+
+    /// Where identical content already lies: in this image, or in a parent region whose bytes
+    /// are read back and checked.
+    fn shared(&mut self, len: u64, digest: &[u8; 32]) -> Result<Option<RegionOffset>> {
+        if let Some(&at) = self.contents.get(&(len, *digest)) {
+            return Ok(Some(at));
+        }
+        let mut short = [0u8; 24];
+        short.copy_from_slice(&digest[..24]);
+        let (Some(parent), Some(candidates)) = (&self.parent, self.parent_objects.get(&(len, short))) else {
+            return Ok(None);
+        };
+        for &at in candidates {
+            let stream = Stream::new(StreamType::Data, at, len);
+            let mut hasher = blake3::Hasher::new();
+            let mut pos = 0;
+            let ok = loop {
+                if pos == len {
+                    break hasher.finalize().as_bytes() == digest;
+                }
+                let want = (len - pos).min(self.buf.len() as u64) as usize;
+                match parent.read_stream(&stream, pos, &mut self.buf[..want]) {
+                    Ok(n) if n > 0 => {
+                        hasher.update(&self.buf[..n]);
+                        pos += n as u64;
+                    }
+                    _ => break false,
+                }
+            };
+            if ok {
+                self.contents.insert((len, *digest), at);
+                return Ok(Some(at));
+            }
+        }
+        Ok(None)
+    }
+
+    fn sd_id(&mut self, meta: &Metadata) -> usize {
+        let Some(sd) = &meta.security else { return 0 };
+        if let Some(&id) = self.sd_ids.get(sd) {
+            return id;
+        }
+        self.sds.push(sd.clone());
+        self.sd_ids.insert(sd.clone(), self.sds.len() - 1);
+        self.sds.len() - 1
+    }
+
+    fn object(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<Object> {
+        let meta = &entry.meta;
+        let a = meta.attributes;
+        let kept = flags_from_attributes(a);
+        let lost = a & !(FLAG_ATTRIBUTES.iter().map(|(_, a)| a).sum::<u32>()
+            | attrs::DIRECTORY
+            | attrs::REPARSE_POINT
+            | attrs::NORMAL);
+        if lost != 0 {
+            let slot = self.dropped_attributes.entry(lost).or_insert((0, entry.path.to_string()));
+            slot.0 += 1;
+        }
+        let eas = if meta.eas.is_empty() {
+            None
+        } else {
+            let buf = ea::encode_list(&meta.eas);
+            if buf.len() > u16::MAX as usize {
+                return Err(Error::Invalid(format!(
+                    "{}: {} bytes of EAs (a CIM holds at most 65535)",
+                    entry.path,
+                    buf.len()
+                )));
+            }
+            Some(buf.into_boxed_slice())
+        };
+        let (dir, reparse, data) = match &entry.kind {
+            EntryKind::Directory => (true, None, Stream::default()),
+            EntryKind::Symlink(link) => {
+                (a & attrs::DIRECTORY != 0, Some(link.to_reparse_buffer().into_boxed_slice()), Stream::default())
+            }
+            EntryKind::File { size } => {
+                (false, None, self.store(data, *size, a & attrs::SPARSE_FILE != 0, &entry.path)?)
+            }
+            _ => unreachable!("only objects reach here"),
+        };
+        let times = [meta.creation, meta.last_write, meta.change, meta.last_access].map(|t| t.ticks() as u64);
+        Ok(Object { dir, flags: kept, times, sd: self.sd_id(meta), eas, reparse, data, streams: Vec::new() })
+    }
+
+    /// Merges the layer into the parent's view and commits the image.
+    pub fn finish(mut self) -> Result<Summary> {
+        let mut problems = std::mem::take(&mut self.checker).finish();
+        for (bits, (count, first)) in std::mem::take(&mut self.dropped_attributes) {
+            problems.push(Problem::warning(
+                first,
+                format!("{count} entr(y/ies) carry attribute bits 0x{bits:x} a CIM cannot store; they are dropped"),
+            ));
+        }
+        let errors: Vec<_> = problems.iter().filter(|p| p.severity == Severity::Error).cloned().collect();
+        if !errors.is_empty() {
+            return Err(Error::Problems(errors));
+        }
+        self.summary.warnings = problems;
+        let plan = self.merge()?;
+        self.commit(plan)
+    }
+
+    /// Works out every directory of the new image that this image rewrites, assigning FileIDs.
+    fn merge(&mut self) -> Result<Vec<DirOut>> {
+        let mut layer_children: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate().skip(1) {
+            layer_children[n.parent].push(i);
+        }
+        for list in &mut layer_children {
+            list.sort_by_cached_key(|&i| self.upcase.key(&self.nodes[i].name));
+        }
+        let mut next_id: FileId = match &self.parent {
+            Some(p) => p.tables().len() as u32 * FILES_PER_TABLE + 1,
+            None => 1,
+        };
+        let mut new_id = || {
+            let id = next_id;
+            next_id += 1;
+            id
+        };
+        let (root_id, root_parent) = match &self.parent {
+            Some(p) => (p.root(), Some(p.root())),
+            None => (new_id(), None),
+        };
+        self.nodes[0].id = Some(root_id);
+        let mut work = vec![(0usize, root_parent, root_id, root_id)];
+        let mut out = Vec::new();
+        while let Some((node, parent_dir, id, container)) = work.pop() {
+            let mut names: BTreeMap<Box<[u32]>, (String, Child)> = BTreeMap::new();
+            let mut parent_record = None;
+            if let (Some(p), Some(pid)) = (&self.parent, parent_dir) {
+                parent_record = Some(p.record(pid)?);
+                for e in p.dir(pid)? {
+                    let key = self.upcase.key(&e.name);
+                    if names.insert(key, (e.name, Child::Parent(e.id))).is_some() {
+                        return Err(Error::Invalid(format!("parent image: directory FileID {pid} lists a name twice")));
+                    }
+                }
+            }
+            for &c in &layer_children[node] {
+                let key = self.upcase.key(&self.nodes[c].name);
+                if self.nodes[c].deleted && names.remove(&key).is_some() {
+                    self.summary.deleted += 1;
+                }
+                let existing_dir = match names.get(&key) {
+                    Some((_, Child::Parent(pid))) => match &self.parent {
+                        Some(p) if p.record(*pid)?.is_dir() => Some(*pid),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let name = self.nodes[c].name.clone();
+                match &self.nodes[c].what {
+                    What::Implicit => {
+                        if let Some(pid) = existing_dir {
+                            self.nodes[c].id = Some(pid);
+                            work.push((c, Some(pid), pid, id));
+                        } else if self.has_objects(c, &layer_children) {
+                            return Err(Error::Invalid(format!(
+                                "{}: parent directory is neither in this layer nor in the parent image",
+                                self.path_of(c)
+                            )));
+                        }
+                    }
+                    What::Object(o) if o.dir && o.reparse.is_none() => {
+                        let (cid, from) = match existing_dir {
+                            Some(pid) if !self.nodes[c].deleted => (pid, Some(pid)),
+                            _ => (new_id(), None),
+                        };
+                        self.nodes[c].id = Some(cid);
+                        names.insert(key, (name, Child::Node(c)));
+                        work.push((c, from, cid, id));
+                    }
+                    What::Object(_) => {
+                        self.nodes[c].id = Some(new_id());
+                        if self.has_objects(c, &layer_children) {
+                            return Err(Error::Invalid(format!(
+                                "{}: has entries below it but is not a directory",
+                                self.path_of(c)
+                            )));
+                        }
+                        names.insert(key, (name, Child::Node(c)));
+                    }
+                    What::HardLink(_) => {
+                        names.insert(key, (name, Child::Node(c)));
+                    }
+                }
+            }
+            out.push(DirOut { id, node, parent_record, container, entries: names.into_values().collect() });
+        }
+        // Hard links name FileIDs that are all known now.
+        for i in 0..self.nodes.len() {
+            if matches!(self.nodes[i].what, What::HardLink(_)) {
+                let id = self.link_target(i)?;
+                self.nodes[i].id = Some(id);
+                self.summary.hard_links += 1;
+            }
+        }
+        out.sort_by_key(|d| d.id);
+        Ok(out)
+    }
+
+    /// Whether anything but whiteouts lies at or below node `n`.
+    fn has_objects(&self, n: usize, children: &[Vec<usize>]) -> bool {
+        let mut todo = children[n].clone();
+        while let Some(c) = todo.pop() {
+            if !matches!(self.nodes[c].what, What::Implicit) {
+                return true;
+            }
+            todo.extend_from_slice(&children[c]);
+        }
+        false
+    }
+
+    fn path_of(&self, mut n: usize) -> String {
+        let mut parts = Vec::new();
+        while n != 0 {
+            parts.push(self.nodes[n].name.as_str());
+            n = self.nodes[n].parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    /// The FileID a hard link names: the file at its target in this layer, or else in the
+    /// parent image as it was (as Windows' importer resolves links).
+    fn link_target(&self, link: usize) -> Result<FileId> {
+        let mut at = link;
+        for _ in 0..self.nodes.len() {
+            let What::HardLink(target) = &self.nodes[at].what else { break };
+            let fail = |why: &str| Err(Error::Invalid(format!("hard link {} -> {target}: {why}", self.path_of(link))));
+            match self.find_node(target).map(|n| (n, &self.nodes[n].what)) {
+                Some((n, What::HardLink(_))) if n != at => at = n,
+                Some((n, What::Object(o))) => {
+                    if o.dir {
+                        return fail("the target is a directory");
+                    }
+                    return match self.nodes[n].id {
+                        Some(id) => Ok(id),
+                        None => fail("the target is not part of the image"),
+                    };
+                }
+                _ => {
+                    let found = match &self.parent {
+                        Some(p) => p.find(target.as_str())?.map(|id| (id, p.record(id))),
+                        None => None,
+                    };
+                    return match found {
+                        Some((_, Ok(r))) if r.is_dir() => fail("the target is a directory"),
+                        Some((id, Ok(_))) => Ok(id),
+                        Some((_, Err(e))) => Err(e),
+                        None => fail("the target is neither in this layer nor in the parent image"),
+                    };
+                }
+            }
+        }
+        Err(Error::Invalid(format!("hard link {}: its targets form a loop", self.path_of(link))))
+    }
+
+    /// Writes the metadata region, the object-ID files and the `.cim`.
+    fn commit(mut self, dirs: Vec<DirOut>) -> Result<Summary> {
+        let mut meta = MetaRegion::new(self.first_region);
+        let upcase_at = match &self.parent {
+            Some(p) => RegionOffset(p.filesystem().upcase_table_offset.get()),
+            None => meta.put(&self.upcase.to_le_bytes()),
+        };
+        let sd_at: Vec<RegionOffset> = self.sds.iter().map(|sd| meta.counted16(sd)).collect();
+        let mut records: BTreeMap<FileId, FileRecord> = BTreeMap::new();
+        let mut dir_of: HashMap<usize, FileId> = HashMap::new();
+        for d in &dirs {
+            for (_, child) in &d.entries {
+                if let Child::Node(n) = child {
+                    dir_of.entry(*n).or_insert(d.id);
+                }
+            }
+        }
+        for d in &dirs {
+            let mut entries: Vec<(Vec<u16>, [u8; 4])> = Vec::with_capacity(d.entries.len());
+            for (name, child) in &d.entries {
+                let id = match child {
+                    Child::Parent(id) => *id,
+                    Child::Node(n) => self.nodes[*n].id.expect("every placed node has a FileID"),
+                };
+                entries.push((name.encode_utf16().collect(), id.to_le_bytes()));
+            }
+            self.check_order(d, &entries);
+            let refs: Vec<(&[u16], &[u8])> = entries.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+            let table = encode_link_table(&refs, 4);
+            let stream = Stream::new(StreamType::LinkTable, meta.put(&table), table.len() as u64);
+            let record = match (&self.nodes[d.node].what, &d.parent_record) {
+                (What::Object(o), _) => self.record(o, &mut meta, &sd_at, d.container, stream)?,
+                (_, Some(r)) => FileRecord { default_stream: stream, ..*r },
+                _ => {
+                    let root = Object {
+                        dir: true,
+                        flags: 0,
+                        times: [0; 4],
+                        sd: 0,
+                        eas: None,
+                        reparse: None,
+                        data: Stream::default(),
+                        streams: Vec::new(),
+                    };
+                    self.record(&root, &mut meta, &sd_at, d.id, stream)?
+                }
+            };
+            records.insert(d.id, record);
+        }
+        for (n, node) in self.nodes.iter().enumerate() {
+            if let (What::Object(o), Some(id)) = (&node.what, node.id) {
+                if records.contains_key(&id) || !dir_of.contains_key(&n) {
+                    continue;
+                }
+                let stream = if o.dir {
+                    let empty = encode_link_table(&[], 4);
+                    Stream::new(StreamType::LinkTable, meta.put(&empty), empty.len() as u64)
+                } else {
+                    o.data
+                };
+                let record = self.record(o, &mut meta, &sd_at, dir_of[&n], stream)?;
+                records.insert(id, record);
+            }
+        }
+        self.summary.records = records.len() as u64;
+        let (ftd_at, ftd_len) = self.file_tables(&mut meta, &records)?;
+        let fs = Filesystem {
+            upcase_table_offset: U64::new(upcase_at.0),
+            file_table_directory_offset: U64::new(ftd_at.0),
+            file_table_directory_length: U32::new(ftd_len),
+            root_directory: U32::new(self.nodes[0].id.expect("root has a FileID")),
+        };
+        let fs_at = meta.put(fs.as_bytes());
+        self.write_files(meta.bytes, fs_at)
+    }
+
+    /// Warns where NTFS-style ordering (upcased UTF-16 units) would differ from the code-point
+    /// ordering of Microsoft's reader, which this writer follows.
+    fn check_order(&mut self, d: &DirOut, entries: &[(Vec<u16>, [u8; 4])]) {
+        let units = entries.iter().map(|(n, _)| n.iter().map(|&u| self.upcase.unit(u)).collect::<Vec<_>>());
+        let mut previous: Option<Vec<u16>> = None;
+        for name in units {
+            if previous.as_ref().is_some_and(|p| *p > name) {
+                self.summary.warnings.push(Problem::warning(
+                    self.path_of(d.node),
+                    "names mix supplementary characters with U+E000..U+FFFF: NTFS-style UTF-16 order differs from the code-point order written here",
+                ));
+                return;
+            }
+            previous = Some(name);
+        }
+    }
+
+    /// A record for a layer object, with its metadata objects placed.
+    fn record(
+        &self,
+        o: &Object,
+        meta: &mut MetaRegion,
+        sd_at: &[RegionOffset],
+        container: FileId,
+        stream: Stream,
+    ) -> Result<FileRecord> {
+        let mut r = FileRecord {
+            flags: U16::new(o.flags),
+            creation_time: U64::new(o.times[0]),
+            last_write_time: U64::new(o.times[1]),
+            change_time: U64::new(o.times[2]),
+            last_access_time: U64::new(o.times[3]),
+            default_stream: stream,
+            sd_offset: U64::new(sd_at[o.sd].0),
+            parent_file_id: U32::new(container),
+            ..FileRecord::default()
+        };
+        if let Some(eas) = &o.eas {
+            r.ea_length = U16::new(eas.len() as u16);
+            r.ea_offset = U64::new(meta.put(eas).0);
+        }
+        if let Some(buf) = &o.reparse {
+            r.reparse_tag = U32::new(u32::from_le_bytes(buf[0..4].try_into().unwrap()));
+            r.reparse_offset = U64::new(meta.counted16(buf).0);
+        }
+        if !o.streams.is_empty() {
+            let mut list: Vec<(Box<[u32]>, Vec<u16>, Stream)> =
+                o.streams.iter().map(|(n, s)| (self.upcase.key(n), n.encode_utf16().collect(), *s)).collect();
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            let refs: Vec<(&[u16], &[u8])> = list.iter().map(|(_, n, s)| (n.as_slice(), s.as_bytes())).collect();
+            let table = encode_link_table(&refs, size_of::<Stream>());
+            let mut counted = (table.len() as u32).to_le_bytes().to_vec();
+            counted.extend_from_slice(&table);
+            r.stream_table_offset = U64::new(meta.put(&counted).0);
+        }
+        Ok(r)
+    }
+
+    /// Writes the file tables: parent tables that hold no changed record are shared, the others
+    /// copied with their changes; returns the file table directory's place and length.
+    fn file_tables(
+        &self,
+        meta: &mut MetaRegion,
+        records: &BTreeMap<FileId, FileRecord>,
+    ) -> Result<(RegionOffset, u32)> {
+        let parent_tables = self.parent.as_ref().map_or(&[][..], |p| p.tables());
+        let last = records.keys().next_back().copied().unwrap_or(0);
+        let count = (parent_tables.len() as u32).max(last.div_ceil(FILES_PER_TABLE));
+        let mut directory = Vec::new();
+        for t in 0..count {
+            let first = t * FILES_PER_TABLE + 1;
+            let changed: Vec<(&FileId, &FileRecord)> = records.range(first..first + FILES_PER_TABLE).collect();
+            let inherited = parent_tables.get(t as usize);
+            let entry = match (inherited, changed.is_empty()) {
+                (Some(e), true) => *e,
+                _ => {
+                    let parent = self.parent.as_ref();
+                    let old = inherited.map_or(0, |e| e.count.get() as u32);
+                    let n = old.max(changed.last().map_or(0, |(id, _)| **id - first + 1));
+                    let mut table = Vec::with_capacity(n as usize * FILE_RECORD_LEN);
+                    for slot in 0..n {
+                        let id = first + slot;
+                        let record = match records.get(&id) {
+                            Some(r) => *r,
+                            None if slot < old => parent.expect("inherited table").record(id)?,
+                            None => FileRecord::default(),
+                        };
+                        table.extend_from_slice(record.as_bytes());
+                    }
+                    FileTableDirectoryEntry {
+                        offset: U64::new(meta.put(&table).0),
+                        count: U16::new(n as u16),
+                        entry_size: U16::new(FILE_RECORD_LEN as u16),
+                        reserved: U32::ZERO,
+                    }
+                }
+            };
+            directory.extend_from_slice(entry.as_bytes());
+        }
+        Ok((meta.put(&directory), count))
+    }
+
+    /// Names the region set after the content, renames the regions into place, writes the
+    /// object-ID files and finally the `.cim`.
+    fn write_files(mut self, meta_bytes: Vec<u8>, fs_at: RegionOffset) -> Result<Summary> {
+        let parent_sets: Vec<RegionSet> =
+            self.parent.as_ref().map_or_else(Vec::new, |p| p.sets().iter().map(|s| s.set).collect());
+        let (data, data_len, data_objects) = self.data.close()?;
+        let (small, small_len, small_objects) = self.small.close()?;
+        let mut id = blake3::Hasher::new();
+        id.update(b"winlayer classic CIM 2.0 region set");
+        parent_sets.iter().for_each(|s| {
+            id.update(s.as_bytes());
+        });
+        id.update(&(meta_bytes.len() as u64).to_le_bytes());
+        id.update(&meta_bytes);
+        for (len, objects) in [(data_len, &data_objects), (small_len, &small_objects)] {
+            id.update(&len.to_le_bytes());
+            id.update(objects.as_bytes());
+        }
+        let guid = Guid::from_digest(id.finalize().as_bytes());
+        let meta_file = write_temp(&self.dir, &meta_bytes)?;
+        let temps = [(meta_file, Vec::new()), (data, data_objects), (small, small_objects)];
+        for (n, ((temp, objects), kind)) in temps.into_iter().zip(OWN_REGIONS).enumerate() {
+            let n = n as u16;
+            let path = self.dir.join(region_file_name(guid, n));
+            temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+            temp.persist(&path).map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
+            let header = ObjectIdHeader {
+                common: CommonHeader::new(FileType::ObjectId, size_of::<ObjectIdHeader>()),
+                index: U16::new(n),
+                region_type: kind as u8,
+                reserved: 0,
+                reserved2: U32::ZERO,
+                table_offset: U32::new(size_of::<ObjectIdHeader>() as u32),
+                count: U32::new(objects.len() as u32),
+            };
+            let mut bytes = header.as_bytes().to_vec();
+            bytes.extend_from_slice(objects.as_bytes());
+            persist(&self.dir, &self.dir.join(objectid_file_name(guid, n)), &bytes, false)?;
+        }
+        let header = FilesystemHeader {
+            common: CommonHeader::new(FileType::Filesystem, size_of::<FilesystemHeader>()),
+            regions: RegionSet {
+                id: guid,
+                count: U16::new(OWN_REGIONS.len() as u16),
+                reserved: U16::ZERO,
+                reserved1: U32::ZERO,
+            },
+            filesystem_offset: U64::new(fs_at.0),
+            reserved: U32::ZERO,
+            reserved1: U16::ZERO,
+            parent_count: U16::new(parent_sets.len() as u16),
+        };
+        let mut bytes = header.as_bytes().to_vec();
+        parent_sets.iter().for_each(|s| bytes.extend_from_slice(s.as_bytes()));
+        persist(&self.dir, &self.target, &bytes, true)?;
+        self.summary.cim = self.target.clone();
+        self.summary.region_set = guid.to_string();
+        Ok(self.summary)
+    }
+}
+
+/// The metadata region being assembled in memory (its size grows with the number of files).
+struct MetaRegion {
+    index: u16,
+    bytes: Vec<u8>,
+}
+
+impl MetaRegion {
+    fn new(first_region: u16) -> MetaRegion {
+        let header = RegionHeader {
+            common: CommonHeader::new(FileType::Region, size_of::<RegionHeader>()),
+            index: U16::ZERO,
+            region_type: RegionType::Metadata as u8,
+            reserved: 0,
+            reserved2: U32::ZERO,
+        };
+        MetaRegion { index: first_region, bytes: header.as_bytes().to_vec() }
+    }
+
+    /// Appends an object at the next 8-byte boundary.
+    fn put(&mut self, object: &[u8]) -> RegionOffset {
+        let at = (self.bytes.len() as u64).next_multiple_of(SMALL_ALIGN);
+        self.bytes.resize(at as usize, 0);
+        self.bytes.extend_from_slice(object);
+        RegionOffset::new(self.index, at)
+    }
+
+    /// Appends a u16-counted object.
+    fn counted16(&mut self, object: &[u8]) -> RegionOffset {
+        let mut counted = (object.len() as u16).to_le_bytes().to_vec();
+        counted.extend_from_slice(object);
+        self.put(&counted)
+    }
+}
+
+fn write_temp(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let mut temp = tempfile::Builder::new()
+        .prefix(".winlayer-region-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))?;
+    temp.write_all(bytes).map_err(|e| Error::io("writing the metadata region", e))?;
+    Ok(temp)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename; `exclusive` refuses to
+/// replace an existing file.
+fn persist(dir: &Path, path: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
+    let temp = write_temp(dir, bytes)?;
+    temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    let done = if exclusive { temp.persist_noclobber(path) } else { temp.persist(path) };
+    done.map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
+    Ok(())
+}
+
+/// The object IDs of every region of `cim` that has an object-ID file (absent files are
+/// fine: Windows' tools treat them as optional).
+fn load_object_ids(cim: &Cim) -> Result<HashMap<(u64, [u8; 24]), Vec<RegionOffset>>> {
+    let dir = cim.path().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut map: HashMap<(u64, [u8; 24]), Vec<RegionOffset>> = HashMap::new();
+    for s in cim.sets() {
+        for n in 0..s.set.count.get() {
+            let path = dir.join(objectid_file_name(s.set.id, n));
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let bad = |m: &str| Error::Invalid(format!("{}: {m}", path.display()));
+            let header = ObjectIdHeader::read_from_prefix(&bytes).map_err(|_| bad("shorter than its header"))?.0;
+            header.common.check(FileType::ObjectId).map_err(|m| bad(&m))?;
+            let at = header.table_offset.get() as usize;
+            let len = header.count.get() as usize * size_of::<ObjectIdEntry>();
+            let table = bytes.get(at..at.saturating_add(len)).ok_or_else(|| bad("entry table runs past the end"))?;
+            for e in <[ObjectIdEntry]>::ref_from_bytes(table).map_err(|_| bad("misaligned entry table"))? {
+                let offset = e.offset.get();
+                if offset == 0 || offset >= MAX_REGION_BYTES {
+                    continue;
+                }
+                map.entry((e.length.get(), e.digest)).or_default().push(RegionOffset::new(s.first + n, offset));
+            }
+        }
+    }
+    Ok(map)
+}
+
+impl LayerSink for CimWriter {
+    fn entry(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
+        self.checker.check(entry);
+        let path = &entry.path;
+        match &entry.kind {
+            EntryKind::Directory | EntryKind::File { .. } | EntryKind::Symlink(_) => {
+                let object = self.object(entry, data)?;
+                let n = self.node_at(path);
+                if !matches!(self.nodes[n].what, What::Implicit) {
+                    return Err(Error::Invalid(format!(
+                        "{path}: the layer has this name twice (names compare case-insensitively)"
+                    )));
+                }
+                self.nodes[n].what = What::Object(Box::new(object));
+                self.nodes[n].name = path.file_name().to_string();
+                self.last_object = Some(n);
+            }
+            EntryKind::Stream { name, size } => {
+                let owner = self.last_object.filter(|&n| self.find_node(path) == Some(n)).ok_or_else(|| {
+                    Error::Invalid(format!("{path}:{name}: an alternate stream must follow its owner's entry"))
+                })?;
+                let stream = self.store(data, *size, false, path)?;
+                if let What::Object(o) = &mut self.nodes[owner].what {
+                    o.streams.push((name.clone(), stream));
+                }
+                self.summary.streams += 1;
+            }
+            EntryKind::HardLink { target } => {
+                let n = self.node_at(path);
+                if !matches!(self.nodes[n].what, What::Implicit) {
+                    return Err(Error::Invalid(format!(
+                        "{path}: the layer has this name twice (names compare case-insensitively)"
+                    )));
+                }
+                self.nodes[n].what = What::HardLink(target.clone());
+                self.nodes[n].name = path.file_name().to_string();
+                self.last_object = None;
+            }
+            EntryKind::Whiteout => {
+                let n = self.node_at(path);
+                self.nodes[n].deleted = true;
+                self.last_object = None;
+            }
+            EntryKind::Opaque => {
+                self.last_object = None;
+            }
+        }
+        Ok(())
+    }
+}
