@@ -7,7 +7,12 @@
 //! [`Cim`] opens one with its parents, and [`CimSource`] sends its merged view as an entry
 //! stream. The layout follows Microsoft's own reader (see `docs/cimfs.md`).
 
+#[cfg(unix)]
+pub mod extract;
 pub mod format;
+#[cfg(target_os = "linux")]
+pub mod fuse;
+pub mod inspect;
 pub mod reader;
 pub mod source;
 pub mod upcase;

@@ -560,9 +560,19 @@ impl Cim {
     /// Visits every name of the tree depth-first, parents before children, children (and
     /// streams, by the caller) in byte order of their names. Each directory is entered once:
     /// a directory reachable by two names, or a loop, is an error.
-    pub fn walk(&self, mut visit: impl FnMut(&[String], FileId, &FileRecord) -> Result<()>) -> Result<()> {
+    pub fn walk(&self, visit: impl FnMut(&[String], FileId, &FileRecord) -> Result<()>) -> Result<()> {
+        self.walk_from(self.root(), &[], visit)
+    }
+
+    /// [`Cim::walk`] below directory `start`, reached by the names `prefix`.
+    pub fn walk_from(
+        &self,
+        start: FileId,
+        prefix: &[String],
+        mut visit: impl FnMut(&[String], FileId, &FileRecord) -> Result<()>,
+    ) -> Result<()> {
         let mut seen_dirs = std::collections::HashSet::new();
-        seen_dirs.insert(self.root());
+        seen_dirs.insert(start);
         let mut stack: Vec<(Vec<String>, FileId)> = Vec::new();
         let push_children = |stack: &mut Vec<(Vec<String>, FileId)>, path: &[String], id: FileId| -> Result<()> {
             let mut children = self.dir(id)?;
@@ -574,7 +584,7 @@ impl Cim {
             }
             Ok(())
         };
-        push_children(&mut stack, &[], self.root())?;
+        push_children(&mut stack, prefix, start)?;
         while let Some((path, id)) = stack.pop() {
             let record = self.record(id)?;
             visit(&path, id, &record)?;

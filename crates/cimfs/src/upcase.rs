@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 /// Runs of `(first, last, delta, step)`: every `step`-th unit from `first` to `last` upcases
 /// to itself plus `delta`.
 const RUNS: &[(u16, u16, i32, u16)] = &[
+    (0x0061, 0x007A, -32, 1),
     (0x00E0, 0x00F6, -32, 1),
     (0x00F8, 0x00FE, -32, 1),
     (0x00FF, 0x00FF, 121, 1),

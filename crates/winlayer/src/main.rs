@@ -1,5 +1,6 @@
 //! `winlayer`: Windows container image layers on any OS.
 
+mod cim;
 mod io;
 mod tar;
 
@@ -27,12 +28,17 @@ enum Command {
     /// Windows layer tars: list, check, rewrite canonically, build from a directory.
     #[command(subcommand)]
     Tar(tar::TarCommand),
+    /// CimFS images: create (from a tar or directory, forked or not), inspect, extract,
+    /// export as a layer tar, mount with FUSE.
+    #[command(subcommand)]
+    Cim(cim::CimCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tar(command) => tar::run(command),
+        Command::Cim(command) => cim::run(command),
     };
     match result {
         Ok(code) => code,
