@@ -69,10 +69,7 @@ struct RegionOut {
 
 impl RegionOut {
     fn new(dir: &Path, n: u16, kind: RegionType) -> Result<RegionOut> {
-        let temp = tempfile::Builder::new()
-            .prefix(".winlayer-region-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(format!("creating a region file in {}", dir.display()), e))?;
+        let temp = temp_in(dir)?;
         let file = temp.as_file().try_clone().map_err(|e| Error::io("opening a region file", e))?;
         let mut region =
             RegionOut { temp, out: BufWriter::with_capacity(1 << 20, file), pos: 0, kind, objects: Vec::new() };
@@ -884,11 +881,17 @@ impl MetaRegion {
     }
 }
 
+/// A temporary file in `dir`, readable by all once renamed into place (images are shared).
+fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".winlayer-cim-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    builder.tempfile_in(dir).map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))
+}
+
 fn write_temp(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
-    let mut temp = tempfile::Builder::new()
-        .prefix(".winlayer-region-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))?;
+    let mut temp = temp_in(dir)?;
     temp.write_all(bytes).map_err(|e| Error::io("writing the metadata region", e))?;
     Ok(temp)
 }

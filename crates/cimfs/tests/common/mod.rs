@@ -63,3 +63,225 @@ pub fn listing(tar: &[u8]) -> Vec<String> {
         })
         .collect()
 }
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use winlayer_core::ea::ExtendedAttribute;
+use winlayer_core::reparse::Link;
+use winlayer_core::security::SecurityDescriptor;
+use winlayer_core::{Data, Entry, EntryKind, FileTime, LayerPath, LayerSink, Metadata, Origin, attrs};
+
+pub fn p(s: &str) -> LayerPath {
+    LayerPath::parse(s).unwrap()
+}
+
+/// A hand-made layer: entries with their data, in the order given.
+#[derive(Default, Clone)]
+pub struct Layer {
+    pub entries: Vec<(Entry, Vec<u8>)>,
+    clock: i64,
+}
+
+impl Layer {
+    /// Metadata with distinct, fractional times and a real security descriptor.
+    pub fn meta(&mut self, attributes: u32) -> Metadata {
+        self.clock += 1;
+        let t = |k: i64| FileTime::from_unix(1_600_000_000 + self.clock * 100 + k, 123_456_700 + k as u32).unwrap();
+        let mut m = Metadata::with_times(attributes, t(0));
+        (m.creation, m.last_access, m.change) = (t(1), t(2), t(3));
+        let sddl =
+            if self.clock % 2 == 0 { "O:BAG:SYD:(A;;FA;;;BA)(A;;0x1200a9;;;BU)" } else { "O:SYG:SYD:(A;OICI;FA;;;SY)" };
+        m.security = Some(Arc::from(SecurityDescriptor::from_sddl(sddl).unwrap().to_bytes()));
+        m
+    }
+    pub fn push(&mut self, path: &str, kind: EntryKind, meta: Metadata, data: &[u8]) -> &mut Self {
+        self.entries.push((Entry { path: p(path), kind, meta }, data.to_vec()));
+        self
+    }
+    pub fn dir(&mut self, path: &str) -> &mut Self {
+        let m = self.meta(attrs::DIRECTORY);
+        self.push(path, EntryKind::Directory, m, b"")
+    }
+    pub fn file(&mut self, path: &str, data: &[u8]) -> &mut Self {
+        let m = self.meta(attrs::ARCHIVE);
+        self.push(path, EntryKind::File { size: data.len() as u64 }, m, data)
+    }
+    pub fn file_with(&mut self, path: &str, data: &[u8], attributes: u32, eas: &[(&str, &[u8])]) -> &mut Self {
+        let mut m = self.meta(attributes);
+        m.eas = eas.iter().map(|(n, v)| ExtendedAttribute { name: n.as_bytes().to_vec(), value: v.to_vec() }).collect();
+        m.eas.sort();
+        self.push(path, EntryKind::File { size: data.len() as u64 }, m, data)
+    }
+    pub fn stream(&mut self, owner: &str, name: &str, data: &[u8]) -> &mut Self {
+        self.push(owner, EntryKind::Stream { name: name.into(), size: data.len() as u64 }, Metadata::default(), data)
+    }
+    pub fn link(&mut self, path: &str, target: &str) -> &mut Self {
+        let m = self.meta(attrs::ARCHIVE);
+        self.push(path, EntryKind::HardLink { target: p(target) }, Metadata { security: None, ..m }, b"")
+    }
+    pub fn symlink(&mut self, path: &str, target: &str, junction: bool, dir: bool) -> &mut Self {
+        let m = self.meta(attrs::REPARSE_POINT | if dir { attrs::DIRECTORY } else { attrs::ARCHIVE });
+        self.push(path, EntryKind::Symlink(Link { target: target.into(), junction }), m, b"")
+    }
+    pub fn whiteout(&mut self, path: &str) -> &mut Self {
+        self.push(path, EntryKind::Whiteout, Metadata::default(), b"")
+    }
+    /// The layer as a tar, in the entries' order.
+    pub fn tar(&self) -> Vec<u8> {
+        let mut w = wcow_tar::TarWriter::new(Vec::new());
+        self.send(&mut w);
+        w.finish().unwrap()
+    }
+    pub fn send(&self, sink: &mut dyn LayerSink) {
+        for (e, d) in &self.entries {
+            let mut r: &[u8] = d;
+            sink.entry(e, &mut Data::from_reader(&mut r, d.len() as u64, Origin::Stream)).unwrap();
+        }
+    }
+}
+
+/// Writes `cim` from a hand-made layer, forked from `parent` when given.
+pub fn create_layer(layer: &Layer, cim: &Path, parent: Option<&Path>) -> Summary {
+    let mut writer = CimWriter::create(cim, parent).unwrap();
+    layer.send(&mut writer);
+    writer.finish().unwrap()
+}
+
+/// An object of the reference model: what a path shows after layers are applied.
+#[derive(Clone)]
+struct Object {
+    kind: EntryKind,
+    meta: Metadata,
+    data: Vec<u8>,
+    streams: BTreeMap<String, Vec<u8>>,
+}
+
+/// The reference model of layers applied in order (OCI whiteouts: a layer's whiteouts delete
+/// from the layers below it; a directory over a directory keeps its children, anything else
+/// replaces the path; hard links name the file at their target in this layer, else below).
+#[derive(Default, Clone)]
+pub struct Model {
+    names: BTreeMap<String, (LayerPath, usize)>,
+    objects: Vec<Object>,
+}
+
+impl Model {
+    fn remove_tree(&mut self, folded: &str) {
+        let below = format!("{folded}/");
+        self.names.retain(|k, _| k != folded && !k.starts_with(&below));
+    }
+
+    pub fn apply(&mut self, layer: &Layer) {
+        let before = self.names.clone();
+        for (e, _) in &layer.entries {
+            if e.kind == EntryKind::Whiteout {
+                self.remove_tree(&e.path.folded());
+            }
+        }
+        let mut added: BTreeMap<String, usize> = BTreeMap::new();
+        let mut last = None;
+        for (e, d) in &layer.entries {
+            let folded = e.path.folded();
+            match &e.kind {
+                EntryKind::Directory | EntryKind::File { .. } | EntryKind::Symlink(_) => {
+                    let is_dir = e.kind == EntryKind::Directory;
+                    let object = Object {
+                        kind: e.kind.clone(),
+                        meta: e.meta.clone(),
+                        data: d.clone(),
+                        streams: BTreeMap::new(),
+                    };
+                    let existing_dir =
+                        self.names.get(&folded).filter(|(_, o)| self.objects[*o].kind == EntryKind::Directory);
+                    if !(is_dir && existing_dir.is_some()) {
+                        self.remove_tree(&folded);
+                    }
+                    self.objects.push(object);
+                    let id = self.objects.len() - 1;
+                    self.names.insert(folded.clone(), (e.path.clone(), id));
+                    added.insert(folded, id);
+                    last = Some(id);
+                }
+                EntryKind::Stream { name, .. } => {
+                    self.objects[last.unwrap()].streams.insert(name.clone(), d.clone());
+                }
+                EntryKind::HardLink { target } => {
+                    let t = target.folded();
+                    let id = added.get(&t).copied().or_else(|| before.get(&t).map(|(_, id)| *id)).expect("link target");
+                    self.remove_tree(&folded);
+                    self.names.insert(folded.clone(), (e.path.clone(), id));
+                    added.insert(folded, id);
+                    last = None;
+                }
+                _ => last = None,
+            }
+        }
+    }
+
+    /// The model as a canonical layer tar.
+    pub fn canonical_tar(&self) -> Vec<u8> {
+        let mut c = Collector::new();
+        let mut first: BTreeMap<usize, LayerPath> = BTreeMap::new();
+        let mut paths: Vec<&(LayerPath, usize)> = self.names.values().collect();
+        paths.sort_by(|a, b| a.0.tree_cmp(&b.0));
+        for (path, id) in paths {
+            let o = &self.objects[*id];
+            let mut meta = o.meta.clone();
+            if meta.attributes & !attrs::DIRECTORY == 0 && o.kind != EntryKind::Directory {
+                meta.attributes = attrs::NORMAL;
+            }
+            meta.attributes &= 0x227 | attrs::DIRECTORY | attrs::REPARSE_POINT | attrs::NORMAL;
+            let entry = match first.get(id) {
+                Some(t) if o.kind != EntryKind::Directory => Entry {
+                    path: path.clone(),
+                    kind: EntryKind::HardLink { target: t.clone() },
+                    meta: Metadata { security: None, eas: Vec::new(), ..meta },
+                },
+                _ => {
+                    first.insert(*id, path.clone());
+                    Entry { path: path.clone(), kind: o.kind.clone(), meta }
+                }
+            };
+            let is_link = matches!(entry.kind, EntryKind::HardLink { .. });
+            let data: &[u8] = if is_link { b"" } else { &o.data };
+            let mut r = data;
+            c.entry(&entry, &mut Data::from_reader(&mut r, data.len() as u64, Origin::Stream)).unwrap();
+            if !is_link {
+                for (name, d) in &o.streams {
+                    let mut r: &[u8] = d;
+                    let e = Entry {
+                        path: path.clone(),
+                        kind: EntryKind::Stream { name: name.clone(), size: d.len() as u64 },
+                        meta: Metadata::default(),
+                    };
+                    c.entry(&e, &mut Data::from_reader(&mut r, d.len() as u64, Origin::Stream)).unwrap();
+                }
+            }
+        }
+        wcow_tar::write_sorted(c.finish().unwrap(), Vec::new()).unwrap()
+    }
+
+    /// Paths (folded) of the model with their object number, for mount checks.
+    pub fn paths(&self) -> Vec<(LayerPath, usize, bool, Vec<u8>, Metadata)> {
+        self.names
+            .values()
+            .map(|(p, id)| {
+                let o = &self.objects[*id];
+                (p.clone(), *id, o.kind == EntryKind::Directory, o.data.clone(), o.meta.clone())
+            })
+            .collect()
+    }
+}
+
+/// Asserts two canonical tars are equal, showing a readable diff when not.
+pub fn assert_same_tar(want: &[u8], got: &[u8]) {
+    if want != got {
+        let (w, g) = (listing(want), listing(got));
+        for (a, b) in w.iter().zip(&g) {
+            assert_eq!(a, b);
+        }
+        assert_eq!(w.len(), g.len(), "entry counts differ");
+        panic!("canonical tars differ in bytes only");
+    }
+}

@@ -1,0 +1,107 @@
+//! Fork chains: each level's exported (and mounted) view equals the layers applied in order.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// Four layers: additions, replacements (file over file, file over directory, directory over
+/// file), deletions of files and whole trees, a deleted and re-created directory, hard links
+/// inside a layer and to files of lower layers (including a name whose file was replaced
+/// above), streams on files and directories, and a case-changed replacement.
+pub fn chain() -> Vec<Layer> {
+    let mut l1 = Layer::default();
+    l1.dir("Files").dir("Files/a").file("Files/a/x", b"x one").file("Files/a/y", b"y one");
+    l1.dir("Files/b").stream("Files/b", "dirstream", b"on a directory").file("Files/b/z", &[7u8; 5000]);
+    l1.stream("Files/b/z", "Zone.Identifier", b"[ZoneTransfer]");
+    l1.link("Files/alias", "Files/a/x").dir("Files/keep").dir("Files/keep/deep").file("Files/keep/deep/f", b"f");
+    l1.symlink("Files/sym", "a\\x", false, false).symlink("Files/junction", "C:\\b", true, true);
+    l1.dir("Files/Case").file("Files/Case/Name.txt", b"old case");
+
+    let mut l2 = Layer::default();
+    l2.dir("Files").dir("Files/a").whiteout("Files/a/y").file("Files/a/x", b"x two").file("Files/a/new", b"new in 2");
+    l2.link("Files/a/lz", "Files/b/z").whiteout("Files/keep");
+    l2.dir("Files/b").file("Files/b/z2", &vec![9u8; 4096]).dir("Files/Case").file("Files/Case/NAME.TXT", b"new case");
+
+    let mut l3 = Layer::default();
+    l3.dir("Files").whiteout("Files/a").dir("Files/a").file("Files/a/only", b"after re-creation");
+    l3.file("Files/b", b"b is a file now").dir("Files/c").link("Files/c/h", "Files/alias");
+    l3.file_with("Files/c/h3", b"", 0x1 | 0x20, &[("user.x", b"v")]).link("Files/c/h2", "Files/c/h3");
+
+    let mut l4 = Layer::default();
+    l4.dir("Files").whiteout("Files/alias").dir("Files/b").file("Files/b/back", b"dir again");
+    l4.dir("Files/keep").file("Files/keep/fresh", b"keep is back").whiteout("Files/sym");
+    vec![l1, l2, l3, l4]
+}
+
+#[test]
+fn each_level_of_a_fork_chain_equals_the_layers_applied_in_order() {
+    let t = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    let mut parent: Option<std::path::PathBuf> = None;
+    for (i, layer) in chain().iter().enumerate() {
+        let cim = t.path().join(format!("l{i}.cim"));
+        create_layer(layer, &cim, parent.as_deref());
+        model.apply(layer);
+        assert_same_tar(&model.canonical_tar(), &export(&cim));
+        parent = Some(cim);
+    }
+    // Every lower level is still intact after its children were written.
+    let mut model = Model::default();
+    for (i, layer) in chain().iter().enumerate() {
+        model.apply(layer);
+        assert_same_tar(&model.canonical_tar(), &export(&t.path().join(format!("l{i}.cim"))));
+    }
+}
+
+#[test]
+fn forks_share_unchanged_data_and_tables() {
+    let t = tempfile::tempdir().unwrap();
+    let mut base = Layer::default();
+    base.dir("Files");
+    for i in 0..1500 {
+        base.file(&format!("Files/f{i:04}"), format!("content {i}").repeat(500).as_bytes());
+    }
+    create_layer(&base, &t.path().join("base.cim"), None);
+    let mut top = Layer::default();
+    // Same bytes as a parent file: stored once, in the parent.
+    top.dir("Files").file("Files/copy", "content 7".repeat(500).as_bytes());
+    let s = create_layer(&top, &t.path().join("top.cim"), Some(&t.path().join("base.cim")));
+    assert_eq!((s.stored_bytes, s.data_bytes), (0, 4500));
+    let cim = cimfs::Cim::open(&t.path().join("top.cim")).unwrap();
+    let parent = cimfs::Cim::open(&t.path().join("base.cim")).unwrap();
+    // The second parent table holds no changed record, so the fork points at the parent's.
+    assert_eq!(cim.tables()[1].offset.get(), parent.tables()[1].offset.get());
+    let copy = cim.record(cim.resolve("Files/copy").unwrap()).unwrap();
+    let orig = cim.record(cim.resolve("Files/f0007").unwrap()).unwrap();
+    assert_eq!(copy.default_stream.at(), orig.default_stream.at());
+    assert_eq!(copy.default_stream.at().region(), 1, "shared data lies in the parent's data region");
+}
+
+#[test]
+fn a_fork_needs_its_parent_beside_it_and_never_replaces_an_image() {
+    let t = tempfile::tempdir().unwrap();
+    let mut l = Layer::default();
+    l.dir("Files");
+    create_layer(&l, &t.path().join("a.cim"), None);
+    let other = tempfile::tempdir().unwrap();
+    let err = cimfs::CimWriter::create(&other.path().join("b.cim"), Some(&t.path().join("a.cim"))).err().unwrap();
+    assert!(err.to_string().contains("same directory"), "{err}");
+    let err = cimfs::CimWriter::create(&t.path().join("a.cim"), None).err().unwrap();
+    assert!(err.to_string().contains("exists"), "{err}");
+}
+
+#[test]
+fn failed_layers_leave_no_image() {
+    let t = tempfile::tempdir().unwrap();
+    let mut l = Layer::default();
+    l.dir("Files").file("Files/x/missing-parent", b"data");
+    let mut w = cimfs::CimWriter::create(&t.path().join("bad.cim"), None).unwrap();
+    l.send(&mut w);
+    let err = w.finish().unwrap_err().to_string();
+    assert!(err.contains("parent directory"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = Path::new("");
+}
