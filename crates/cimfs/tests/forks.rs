@@ -56,6 +56,28 @@ fn each_level_of_a_fork_chain_equals_the_layers_applied_in_order() {
 }
 
 #[test]
+fn generated_fork_chain_equals_the_layers_applied_in_order() {
+    let t = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    let mut parent: Option<std::path::PathBuf> = None;
+    for (i, args) in [
+        &["--profile", "base", "--files", "800", "--mib", "8", "--seed", "1"][..],
+        &["--profile", "app", "--files", "300", "--mib", "2", "--seed", "2"][..],
+        &["--profile", "app", "--files", "300", "--mib", "2", "--seed", "3"][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tar = gen_layer(&t.path().join(format!("l{i}.tar")), args);
+        let cim = t.path().join(format!("l{i}.cim"));
+        create(&tar, &cim, parent.as_deref());
+        model.apply(&Layer::from_tar(&tar));
+        assert_same_tar(&model.canonical_tar(), &export(&cim));
+        parent = Some(cim);
+    }
+}
+
+#[test]
 fn forks_share_unchanged_data_and_tables() {
     let t = tempfile::tempdir().unwrap();
     let mut base = Layer::default();

@@ -127,6 +127,10 @@ impl Layer {
     pub fn whiteout(&mut self, path: &str) -> &mut Self {
         self.push(path, EntryKind::Whiteout, Metadata::default(), b"")
     }
+    /// A layer read from a tar.
+    pub fn from_tar(tar: &Path) -> Layer {
+        Layer { entries: wcow_tar::reader::read_all(Input::open(tar).unwrap()).unwrap(), clock: 0 }
+    }
     /// The layer as a tar, in the entries' order.
     pub fn tar(&self) -> Vec<u8> {
         let mut w = wcow_tar::TarWriter::new(Vec::new());
@@ -196,6 +200,16 @@ impl Model {
                         self.names.get(&folded).filter(|(_, o)| self.objects[*o].kind == EntryKind::Directory);
                     if !(is_dir && existing_dir.is_some()) {
                         self.remove_tree(&folded);
+                    } else {
+                        // The new spelling of a directory's name shows in its children's paths.
+                        let below = format!("{folded}/");
+                        let depth = e.path.components().count();
+                        for (k, (path, _)) in self.names.iter_mut() {
+                            if k.starts_with(&below) {
+                                let rest: Vec<&str> = path.components().skip(depth).collect();
+                                *path = p(&format!("{}/{}", e.path, rest.join("/")));
+                            }
+                        }
                     }
                     self.objects.push(object);
                     let id = self.objects.len() - 1;
