@@ -280,3 +280,28 @@ impl Cim {
         Ok(out)
     }
 }
+
+impl Cim {
+    /// Reads everything reachable: every record with its metadata, security descriptor, EAs,
+    /// reparse data and every byte of every stream. Returns the bytes of data read.
+    pub fn verify(&self) -> Result<u64> {
+        let mut bytes = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        self.walk(|_, id, r| {
+            self.metadata(id, r)?;
+            self.reparse(r)?;
+            let streams = self.streams(r)?.into_iter().map(|(_, s)| s);
+            let default = (!r.is_dir()).then_some(r.default_stream);
+            for s in default.into_iter().chain(streams) {
+                let mut pos = 0;
+                while pos < s.len() {
+                    let n = self.read_stream(&s, pos, &mut buf)?;
+                    pos += n as u64;
+                }
+                bytes += s.len();
+            }
+            Ok(())
+        })?;
+        Ok(bytes)
+    }
+}

@@ -12,6 +12,8 @@ pub mod extract;
 pub mod format;
 #[cfg(target_os = "linux")]
 pub mod fuse;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod reader;
 pub mod source;
