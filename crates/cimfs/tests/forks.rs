@@ -6,35 +6,6 @@ use std::path::Path;
 
 use common::*;
 
-/// Four layers: additions, replacements (file over file, file over directory, directory over
-/// file), deletions of files and whole trees, a deleted and re-created directory, hard links
-/// inside a layer and to files of lower layers (including a name whose file was replaced
-/// above), streams on files and directories, and a case-changed replacement.
-pub fn chain() -> Vec<Layer> {
-    let mut l1 = Layer::default();
-    l1.dir("Files").dir("Files/a").file("Files/a/x", b"x one").file("Files/a/y", b"y one");
-    l1.dir("Files/b").stream("Files/b", "dirstream", b"on a directory").file("Files/b/z", &[7u8; 5000]);
-    l1.stream("Files/b/z", "Zone.Identifier", b"[ZoneTransfer]");
-    l1.link("Files/alias", "Files/a/x").dir("Files/keep").dir("Files/keep/deep").file("Files/keep/deep/f", b"f");
-    l1.symlink("Files/sym", "a\\x", false, false).symlink("Files/junction", "C:\\b", true, true);
-    l1.dir("Files/Case").file("Files/Case/Name.txt", b"old case");
-
-    let mut l2 = Layer::default();
-    l2.dir("Files").dir("Files/a").whiteout("Files/a/y").file("Files/a/x", b"x two").file("Files/a/new", b"new in 2");
-    l2.link("Files/a/lz", "Files/b/z").whiteout("Files/keep");
-    l2.dir("Files/b").file("Files/b/z2", &vec![9u8; 4096]).dir("Files/Case").file("Files/Case/NAME.TXT", b"new case");
-
-    let mut l3 = Layer::default();
-    l3.dir("Files").whiteout("Files/a").dir("Files/a").file("Files/a/only", b"after re-creation");
-    l3.file("Files/b", b"b is a file now").dir("Files/c").link("Files/c/h", "Files/alias");
-    l3.file_with("Files/c/h3", b"", 0x1 | 0x20, &[("user.x", b"v")]).link("Files/c/h2", "Files/c/h3");
-
-    let mut l4 = Layer::default();
-    l4.dir("Files").whiteout("Files/alias").dir("Files/b").file("Files/b/back", b"dir again");
-    l4.dir("Files/keep").file("Files/keep/fresh", b"keep is back").whiteout("Files/sym");
-    vec![l1, l2, l3, l4]
-}
-
 #[test]
 fn each_level_of_a_fork_chain_equals_the_layers_applied_in_order() {
     let t = tempfile::tempdir().unwrap();
