@@ -76,7 +76,7 @@ pub fn placement(stream: &Stream) -> String {
         return format!("sparse ({} zero bytes, none stored)", stream.len());
     }
     match stream.kind() {
-        _ if stream.len() == 0 => "empty".into(),
+        _ if stream.is_empty() => "empty".into(),
         Some(StreamType::LinkTable) => format!("directory table at {}", stream.at()),
         Some(StreamType::PeImage) => format!("expanded PE image described at {}", stream.at()),
         _ => format!("{}", stream.at()),

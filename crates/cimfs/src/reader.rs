@@ -331,7 +331,7 @@ impl Cim {
         if !record.is_dir() {
             return Err(Error::Invalid(format!("{}: FileID {id} is not a directory", self.path.display())));
         }
-        if stream.len() == 0 {
+        if stream.is_empty() {
             return Ok(Vec::new());
         }
         let what = format!("the directory table of FileID {id}");
@@ -548,7 +548,7 @@ impl Cim {
 
     /// Where a plain data stream's bytes lie: the region file and the absolute offset.
     pub fn contiguous(&self, stream: &Stream) -> Option<(Arc<File>, u64)> {
-        if stream.is_sparse() || stream.kind() != Some(StreamType::Data) || stream.len() == 0 {
+        if stream.is_sparse() || stream.kind() != Some(StreamType::Data) || stream.is_empty() {
             return None;
         }
         let region = self.check_range(stream.at(), 0, stream.len(), "file data").ok()?;

@@ -161,6 +161,9 @@ struct DirOut {
     entries: Vec<(String, Child)>,
 }
 
+/// Parent objects by length and digest prefix.
+type ObjectIds = HashMap<(u64, [u8; 24]), Vec<RegionOffset>>;
+
 /// Writes a CIM; feed it entries, then call [`CimWriter::finish`].
 pub struct CimWriter {
     dir: PathBuf,
@@ -173,7 +176,7 @@ pub struct CimWriter {
     /// Content already stored, by length and digest.
     contents: HashMap<(u64, [u8; 32]), RegionOffset>,
     /// Parent objects by the object IDs of their regions; checked before they are shared.
-    parent_objects: HashMap<(u64, [u8; 24]), Vec<RegionOffset>>,
+    parent_objects: ObjectIds,
     nodes: Vec<Node>,
     children: HashMap<(usize, Box<[u32]>), usize>,
     last_object: Option<usize>,
@@ -823,7 +826,8 @@ impl CimWriter {
             };
             let mut bytes = header.as_bytes().to_vec();
             bytes.extend_from_slice(objects.as_bytes());
-            persist(&self.dir, &self.dir.join(objectid_file_name(guid, n)), &bytes, false)?;
+            // Object IDs are hints (every shared object is checked), so they need no sync.
+            persist(&self.dir, &self.dir.join(objectid_file_name(guid, n)), &bytes, false, false)?;
         }
         let header = FilesystemHeader {
             common: CommonHeader::new(FileType::Filesystem, size_of::<FilesystemHeader>()),
@@ -840,7 +844,7 @@ impl CimWriter {
         };
         let mut bytes = header.as_bytes().to_vec();
         parent_sets.iter().for_each(|s| bytes.extend_from_slice(s.as_bytes()));
-        persist(&self.dir, &self.target, &bytes, true)?;
+        persist(&self.dir, &self.target, &bytes, true, true)?;
         self.summary.cim = self.target.clone();
         self.summary.region_set = guid.to_string();
         Ok(self.summary)
@@ -897,10 +901,12 @@ fn write_temp(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename; `exclusive` refuses to
-/// replace an existing file.
-fn persist(dir: &Path, path: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
+/// replace an existing file, `sync` makes the bytes durable before the rename.
+fn persist(dir: &Path, path: &Path, bytes: &[u8], exclusive: bool, sync: bool) -> Result<()> {
     let temp = write_temp(dir, bytes)?;
-    temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    if sync {
+        temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    }
     let done = if exclusive { temp.persist_noclobber(path) } else { temp.persist(path) };
     done.map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
     Ok(())
@@ -908,9 +914,9 @@ fn persist(dir: &Path, path: &Path, bytes: &[u8], exclusive: bool) -> Result<()>
 
 /// The object IDs of every region of `cim` that has an object-ID file (absent files are
 /// fine: Windows' tools treat them as optional).
-fn load_object_ids(cim: &Cim) -> Result<HashMap<(u64, [u8; 24]), Vec<RegionOffset>>> {
+fn load_object_ids(cim: &Cim) -> Result<ObjectIds> {
     let dir = cim.path().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut map: HashMap<(u64, [u8; 24]), Vec<RegionOffset>> = HashMap::new();
+    let mut map: ObjectIds = HashMap::new();
     for s in cim.sets() {
         for n in 0..s.set.count.get() {
             let path = dir.join(objectid_file_name(s.set.id, n));

@@ -32,10 +32,10 @@ fn layer(specs: &[Spec], lower: &[String], deletions: &[usize]) -> Layer {
     // that link targets come first.
     let mut linked_lower: BTreeSet<String> = BTreeSet::new();
     for &d in deletions {
-        if let Some(victim) = lower.get(d % lower.len().max(1)) {
-            if taken.insert(fold_case(&format!("{victim}\0wh"))) {
-                l.whiteout(victim);
-            }
+        if let Some(victim) = lower.get(d % lower.len().max(1))
+            && taken.insert(fold_case(&format!("{victim}\0wh")))
+        {
+            l.whiteout(victim);
         }
     }
     for (path, kind, size, seed) in specs {

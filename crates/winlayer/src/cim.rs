@@ -294,7 +294,10 @@ fn ls(cim: &Cim, path: &str, recursive: bool, json: bool) -> Result<ExitCode> {
     let prefix: Vec<String> = path.split(['/', '\\']).filter(|p| !p.is_empty()).map(String::from).collect();
     let mut stats = Vec::new();
     if recursive {
-        cim.walk_from(start, &prefix, |names, id, _| Ok(stats.push(cim.stat(&names.join("\\"), id)?)))?;
+        cim.walk_from(start, &prefix, |names, id, _| {
+            stats.push(cim.stat(&names.join("\\"), id)?);
+            Ok(())
+        })?;
     } else {
         let mut children = cim.dir(start)?;
         children.sort_by(|a, b| a.name.cmp(&b.name));
@@ -388,10 +391,9 @@ fn mount(cim: &Path, mountpoint: &Path, foreground: bool) -> Result<ExitCode> {
 #[cfg(target_os = "linux")]
 fn umount(mountpoint: &Path) -> Result<ExitCode> {
     for (tool, args) in [("fusermount3", &["-u"][..]), ("fusermount", &["-u"][..]), ("umount", &[][..])] {
-        if let Ok(status) = Command::new(tool).args(args).arg(mountpoint).stderr(Stdio::null()).status() {
-            if status.success() {
-                return Ok(ExitCode::SUCCESS);
-            }
+        let status = Command::new(tool).args(args).arg(mountpoint).stderr(Stdio::null()).status();
+        if status.is_ok_and(|s| s.success()) {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     Err(Error::Invalid(format!(
