@@ -236,6 +236,19 @@ pub struct RegionHeader {
     pub reserved2: U32,
 }
 
+impl RegionHeader {
+    /// The header of region `<n>` of a set, holding `kind` objects.
+    pub fn new(n: u16, kind: RegionType) -> RegionHeader {
+        RegionHeader {
+            common: CommonHeader::new(FileType::Region, size_of::<RegionHeader>()),
+            index: U16::new(n),
+            region_type: kind as u8,
+            reserved: 0,
+            reserved2: U32::ZERO,
+        }
+    }
+}
+
 /// The header of an object-ID file (48 bytes).
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]

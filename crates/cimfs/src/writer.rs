@@ -26,7 +26,7 @@ use crate::upcase::Upcase;
 /// Data of this size or less is read whole before it is stored, so a duplicate is never
 /// written; longer data is streamed and taken back when it turns out to be a duplicate.
 const IN_MEMORY: u64 = 1 << 20;
-/// Global region index, inside this image's own set, of each region type.
+/// The type of each region of this image's own set (region `<n>` holds type `n`).
 const OWN_REGIONS: [RegionType; 3] = [RegionType::Metadata, RegionType::Data, RegionType::SmallData];
 
 /// The security descriptor stored for objects that have none: `D:NO_ACCESS_CONTROL`, as
@@ -64,23 +64,20 @@ struct RegionOut {
     out: BufWriter<File>,
     pos: u64,
     kind: RegionType,
+    /// Global index (parents' regions first).
+    index: u16,
     objects: Vec<ObjectIdEntry>,
 }
 
 impl RegionOut {
-    fn new(dir: &Path, n: u16, kind: RegionType) -> Result<RegionOut> {
+    /// Region `kind as u16` of this image's set, whose first region has global index `first`.
+    fn new(dir: &Path, kind: RegionType, first: u16) -> Result<RegionOut> {
         let temp = temp_in(dir)?;
         let file = temp.as_file().try_clone().map_err(|e| Error::io("opening a region file", e))?;
-        let mut region =
-            RegionOut { temp, out: BufWriter::with_capacity(1 << 20, file), pos: 0, kind, objects: Vec::new() };
-        let header = RegionHeader {
-            common: CommonHeader::new(FileType::Region, size_of::<RegionHeader>()),
-            index: U16::new(n),
-            region_type: kind as u8,
-            reserved: 0,
-            reserved2: U32::ZERO,
-        };
-        region.put(header.as_bytes())?;
+        let out = BufWriter::with_capacity(1 << 20, file);
+        let n = kind as u16;
+        let mut region = RegionOut { temp, out, pos: 0, kind, index: first + n, objects: Vec::new() };
+        region.put(RegionHeader::new(n, kind).as_bytes())?;
         Ok(region)
     }
 
@@ -96,6 +93,20 @@ impl RegionOut {
         let pad = (align - self.pos % align) % align;
         self.put(&vec![0u8; pad as usize])?;
         Ok(self.pos)
+    }
+
+    /// Appends an object at the region's next aligned offset.
+    fn place(&mut self, object: &[u8]) -> Result<RegionOffset> {
+        let at = self.align()?;
+        self.put(object)?;
+        Ok(RegionOffset::new(self.index, at))
+    }
+
+    /// Appends a u16-counted object.
+    fn place_counted16(&mut self, object: &[u8]) -> Result<RegionOffset> {
+        let mut counted = (object.len() as u16).to_le_bytes().to_vec();
+        counted.extend_from_slice(object);
+        self.place(&counted)
     }
 
     /// Forgets everything written from `pos` on.
@@ -178,7 +189,9 @@ pub struct CimWriter {
     /// Parent objects by the object IDs of their regions; checked before they are shared.
     parent_objects: ObjectIds,
     nodes: Vec<Node>,
-    children: HashMap<(usize, Box<[u32]>), usize>,
+    children: HashMap<(usize, String), usize>,
+    /// The last directory an entry was placed in, by path (entries come in tree order).
+    last_dir: Option<(String, usize)>,
     last_object: Option<usize>,
     sds: Vec<Arc<[u8]>>,
     sd_ids: HashMap<Arc<[u8]>, usize>,
@@ -227,8 +240,8 @@ impl CimWriter {
         let root = Node { parent: 0, name: String::new(), what: What::Implicit, deleted: false, id: None };
         let default_sd: Arc<[u8]> = Arc::from(default_security());
         Ok(CimWriter {
-            data: RegionOut::new(&dir, 1, RegionType::Data)?,
-            small: RegionOut::new(&dir, 2, RegionType::SmallData)?,
+            data: RegionOut::new(&dir, RegionType::Data, first_region)?,
+            small: RegionOut::new(&dir, RegionType::SmallData, first_region)?,
             dir,
             target: target.to_path_buf(),
             parent,
@@ -238,6 +251,7 @@ impl CimWriter {
             parent_objects,
             nodes: vec![root],
             children: HashMap::new(),
+            last_dir: None,
             last_object: None,
             sds: vec![default_sd.clone()],
             sd_ids: HashMap::from([(default_sd, 0)]),
@@ -250,8 +264,12 @@ impl CimWriter {
 
     /// The node at `path`, creating implicit directories on the way.
     fn node_at(&mut self, path: &LayerPath) -> usize {
-        let mut at = 0;
-        for part in path.components() {
+        let parent = path.parent();
+        let (mut at, parts) = match (&self.last_dir, &parent) {
+            (Some((last, n)), Some(p)) if last == p.as_str() => (*n, vec![path.file_name()]),
+            _ => (0, path.components().collect()),
+        };
+        for part in parts {
             let key = (at, self.upcase.key(part));
             at = match self.children.get(&key) {
                 Some(&n) => n,
@@ -268,6 +286,10 @@ impl CimWriter {
                 }
             };
         }
+        if let Some(p) = parent {
+            let n = self.nodes[at].parent;
+            self.last_dir = Some((p.as_str().to_string(), n));
+        }
         at
     }
 
@@ -276,7 +298,8 @@ impl CimWriter {
         path.components().try_fold(0, |at, part| self.children.get(&(at, self.upcase.key(part))).copied())
     }
 
-    /// Stores `len` bytes of data (shared with identical content already stored).
+    /// Stores `len` bytes of data: nothing for all-zero data of a sparse file, a reference
+    /// for content already stored, else the bytes (in the data region from 4 KiB on).
     fn store(&mut self, data: &mut dyn Read, len: u64, sparse: bool, what: &LayerPath) -> Result<Stream> {
         self.summary.data_bytes += len;
         if len == 0 {
@@ -284,13 +307,10 @@ impl CimWriter {
         }
         let short = |got: u64| Error::Invalid(format!("{what}: data ends after {got} of {len} bytes"));
         let read_err = |e: io::Error| Error::io(format!("reading the data of {what}"), e);
-        let (small, region) = if len < PAGE_SIZE { (true, &mut self.small) } else { (false, &mut self.data) };
-        let index = self.first_region + if small { 2 } else { 1 };
-        let before = region.pos;
         let mut hasher = blake3::Hasher::new();
-        let mut zero = true;
-        let start;
-        if len <= IN_MEMORY {
+        // Short data is read whole and written only if new; long data is written as it is
+        // read, from `start` (padded from `before`), and taken back if it is not new.
+        let (whole, before, start, zero) = if len <= IN_MEMORY {
             let mut whole = vec![0u8; len as usize];
             let mut got = 0;
             while got < whole.len() {
@@ -300,55 +320,48 @@ impl CimWriter {
                 }
             }
             hasher.update(&whole);
-            zero = sparse && whole.iter().all(|&b| b == 0);
-            let digest = *hasher.finalize().as_bytes();
-            if zero {
-                return Ok(Stream::sparse(len));
+            let zero = sparse && whole.iter().all(|&b| b == 0);
+            (Some(whole), 0, 0, zero)
+        } else {
+            let before = self.data.pos;
+            let start = self.data.align()?;
+            let (mut left, mut zero) = (len, sparse);
+            while left > 0 {
+                let want = left.min(self.buf.len() as u64) as usize;
+                let n = data.read(&mut self.buf[..want]).map_err(read_err)?;
+                if n == 0 {
+                    return Err(short(len - left));
+                }
+                let chunk = &self.buf[..n];
+                hasher.update(chunk);
+                zero = zero && chunk.iter().all(|&b| b == 0);
+                self.data.put(chunk)?;
+                left -= n as u64;
             }
-            if let Some(at) = self.shared(len, &digest)? {
-                return Ok(Stream::new(StreamType::Data, at, len));
-            }
-            let region = if small { &mut self.small } else { &mut self.data };
-            start = region.align()?;
-            region.put(&whole)?;
-            return Ok(self.stored(small, index, start, len, digest));
-        }
-        start = region.align()?;
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(self.buf.len() as u64) as usize;
-            let n = data.read(&mut self.buf[..want]).map_err(read_err)?;
-            if n == 0 {
-                return Err(short(len - left));
-            }
-            let chunk = &self.buf[..n];
-            hasher.update(chunk);
-            zero = zero && sparse && chunk.iter().all(|&b| b == 0);
-            region.put(chunk)?;
-            left -= n as u64;
-        }
+            (None, before, start, zero)
+        };
         let digest = *hasher.finalize().as_bytes();
-        if zero {
+        let shared = if zero { None } else { self.shared(len, &digest)? };
+        if whole.is_none() && (zero || shared.is_some()) {
             self.data.rewind(before)?;
+        }
+        if zero {
             return Ok(Stream::sparse(len));
         }
-        if let Some(at) = self.shared(len, &digest)? {
-            self.data.rewind(before)?;
+        if let Some(at) = shared {
             return Ok(Stream::new(StreamType::Data, at, len));
         }
-        Ok(self.stored(small, index, start, len, digest))
-    }
-
-    /// Records newly stored content.
-    fn stored(&mut self, small: bool, index: u16, start: u64, len: u64, digest: [u8; 32]) -> Stream {
-        let region = if small { &mut self.small } else { &mut self.data };
-        let mut short = [0u8; 24];
-        short.copy_from_slice(&digest[..24]);
-        region.objects.push(ObjectIdEntry { length: U64::new(len), digest: short, offset: U64::new(start) });
-        let at = RegionOffset::new(index, start);
+        let region = if len < PAGE_SIZE { &mut self.small } else { &mut self.data };
+        let at = match whole {
+            Some(bytes) => region.place(&bytes)?,
+            None => RegionOffset::new(region.index, start),
+        };
+        let mut prefix = [0u8; 24];
+        prefix.copy_from_slice(&digest[..24]);
+        region.objects.push(ObjectIdEntry { length: U64::new(len), digest: prefix, offset: U64::new(at.offset()) });
         self.contents.insert((len, digest), at);
         self.summary.stored_bytes += len;
-        Stream::new(StreamType::Data, at, len)
+        Ok(Stream::new(StreamType::Data, at, len))
     }
 
     /// Where identical content already lies: in this image, or in a parent region whose bytes
@@ -480,7 +493,7 @@ impl CimWriter {
         let mut work = vec![(0usize, root_parent, root_id, root_id)];
         let mut out = Vec::new();
         while let Some((node, parent_dir, id, container)) = work.pop() {
-            let mut names: BTreeMap<Box<[u32]>, (String, Child)> = BTreeMap::new();
+            let mut names: BTreeMap<String, (String, Child)> = BTreeMap::new();
             let mut parent_record = None;
             if let (Some(p), Some(pid)) = (&self.parent, parent_dir) {
                 parent_record = Some(p.record(pid)?);
@@ -613,12 +626,12 @@ impl CimWriter {
 
     /// Writes the metadata region, the object-ID files and the `.cim`.
     fn commit(mut self, dirs: Vec<DirOut>) -> Result<Summary> {
-        let mut meta = MetaRegion::new(self.first_region);
+        let mut meta = RegionOut::new(&self.dir, RegionType::Metadata, self.first_region)?;
         let upcase_at = match &self.parent {
             Some(p) => RegionOffset(p.filesystem().upcase_table_offset.get()),
-            None => meta.put(&self.upcase.to_le_bytes()),
+            None => meta.place(&self.upcase.to_le_bytes())?,
         };
-        let sd_at: Vec<RegionOffset> = self.sds.iter().map(|sd| meta.counted16(sd)).collect();
+        let sd_at: Vec<RegionOffset> = self.sds.iter().map(|sd| meta.place_counted16(sd)).collect::<Result<_>>()?;
         let mut records: BTreeMap<FileId, FileRecord> = BTreeMap::new();
         let mut dir_of: HashMap<usize, FileId> = HashMap::new();
         for d in &dirs {
@@ -640,7 +653,7 @@ impl CimWriter {
             self.check_order(d, &entries);
             let refs: Vec<(&[u16], &[u8])> = entries.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
             let table = encode_link_table(&refs, 4);
-            let stream = Stream::new(StreamType::LinkTable, meta.put(&table), table.len() as u64);
+            let stream = Stream::new(StreamType::LinkTable, meta.place(&table)?, table.len() as u64);
             let record = match (&self.nodes[d.node].what, &d.parent_record) {
                 (What::Object(o), _) => self.record(o, &mut meta, &sd_at, d.container, stream)?,
                 (_, Some(r)) => FileRecord { default_stream: stream, ..*r },
@@ -667,7 +680,7 @@ impl CimWriter {
                 }
                 let stream = if o.dir {
                     let empty = encode_link_table(&[], 4);
-                    Stream::new(StreamType::LinkTable, meta.put(&empty), empty.len() as u64)
+                    Stream::new(StreamType::LinkTable, meta.place(&empty)?, empty.len() as u64)
                 } else {
                     o.data
                 };
@@ -683,8 +696,8 @@ impl CimWriter {
             file_table_directory_length: U32::new(ftd_len),
             root_directory: U32::new(self.nodes[0].id.expect("root has a FileID")),
         };
-        let fs_at = meta.put(fs.as_bytes());
-        self.write_files(meta.bytes, fs_at)
+        let fs_at = meta.place(fs.as_bytes())?;
+        self.write_files(meta, fs_at)
     }
 
     /// Warns where NTFS-style ordering (upcased UTF-16 units) would differ from the code-point
@@ -708,7 +721,7 @@ impl CimWriter {
     fn record(
         &self,
         o: &Object,
-        meta: &mut MetaRegion,
+        meta: &mut RegionOut,
         sd_at: &[RegionOffset],
         container: FileId,
         stream: Stream,
@@ -726,32 +739,28 @@ impl CimWriter {
         };
         if let Some(eas) = &o.eas {
             r.ea_length = U16::new(eas.len() as u16);
-            r.ea_offset = U64::new(meta.put(eas).0);
+            r.ea_offset = U64::new(meta.place(eas)?.0);
         }
         if let Some(buf) = &o.reparse {
             r.reparse_tag = U32::new(u32::from_le_bytes(buf[0..4].try_into().unwrap()));
-            r.reparse_offset = U64::new(meta.counted16(buf).0);
+            r.reparse_offset = U64::new(meta.place_counted16(buf)?.0);
         }
         if !o.streams.is_empty() {
-            let mut list: Vec<(Box<[u32]>, Vec<u16>, Stream)> =
+            let mut list: Vec<(String, Vec<u16>, Stream)> =
                 o.streams.iter().map(|(n, s)| (self.upcase.key(n), n.encode_utf16().collect(), *s)).collect();
             list.sort_by(|a, b| a.0.cmp(&b.0));
             let refs: Vec<(&[u16], &[u8])> = list.iter().map(|(_, n, s)| (n.as_slice(), s.as_bytes())).collect();
             let table = encode_link_table(&refs, size_of::<Stream>());
             let mut counted = (table.len() as u32).to_le_bytes().to_vec();
             counted.extend_from_slice(&table);
-            r.stream_table_offset = U64::new(meta.put(&counted).0);
+            r.stream_table_offset = U64::new(meta.place(&counted)?.0);
         }
         Ok(r)
     }
 
     /// Writes the file tables: parent tables that hold no changed record are shared, the others
     /// copied with their changes; returns the file table directory's place and length.
-    fn file_tables(
-        &self,
-        meta: &mut MetaRegion,
-        records: &BTreeMap<FileId, FileRecord>,
-    ) -> Result<(RegionOffset, u32)> {
+    fn file_tables(&self, meta: &mut RegionOut, records: &BTreeMap<FileId, FileRecord>) -> Result<(RegionOffset, u32)> {
         let parent_tables = self.parent.as_ref().map_or(&[][..], |p| p.tables());
         let last = records.keys().next_back().copied().unwrap_or(0);
         let count = (parent_tables.len() as u32).max(last.div_ceil(FILES_PER_TABLE));
@@ -777,7 +786,7 @@ impl CimWriter {
                         table.extend_from_slice(record.as_bytes());
                     }
                     FileTableDirectoryEntry {
-                        offset: U64::new(meta.put(&table).0),
+                        offset: U64::new(meta.place(&table)?.0),
                         count: U16::new(n as u16),
                         entry_size: U16::new(FILE_RECORD_LEN as u16),
                         reserved: U32::ZERO,
@@ -786,12 +795,12 @@ impl CimWriter {
             };
             directory.extend_from_slice(entry.as_bytes());
         }
-        Ok((meta.put(&directory), count))
+        Ok((meta.place(&directory)?, count))
     }
 
     /// Names the region set after the content, renames the regions into place, writes the
     /// object-ID files and finally the `.cim`.
-    fn write_files(mut self, meta_bytes: Vec<u8>, fs_at: RegionOffset) -> Result<Summary> {
+    fn write_files(mut self, meta: RegionOut, fs_at: RegionOffset) -> Result<Summary> {
         let parent_sets: Vec<RegionSet> =
             self.parent.as_ref().map_or_else(Vec::new, |p| p.sets().iter().map(|s| s.set).collect());
         let (data, data_len, data_objects) = self.data.close()?;
@@ -801,14 +810,15 @@ impl CimWriter {
         parent_sets.iter().for_each(|s| {
             id.update(s.as_bytes());
         });
-        id.update(&(meta_bytes.len() as u64).to_le_bytes());
-        id.update(&meta_bytes);
+        let (meta_file, meta_len, _) = meta.close()?;
+        id.update(&meta_len.to_le_bytes());
+        let mut reread = meta_file.reopen().map_err(|e| Error::io("reading the metadata region back", e))?;
+        io::copy(&mut reread, &mut id).map_err(|e| Error::io("reading the metadata region back", e))?;
         for (len, objects) in [(data_len, &data_objects), (small_len, &small_objects)] {
             id.update(&len.to_le_bytes());
             id.update(objects.as_bytes());
         }
         let guid = Guid::from_digest(id.finalize().as_bytes());
-        let meta_file = write_temp(&self.dir, &meta_bytes)?;
         let temps = [(meta_file, Vec::new()), (data, data_objects), (small, small_objects)];
         for (n, ((temp, objects), kind)) in temps.into_iter().zip(OWN_REGIONS).enumerate() {
             let n = n as u16;
@@ -848,40 +858,6 @@ impl CimWriter {
         self.summary.cim = self.target.clone();
         self.summary.region_set = guid.to_string();
         Ok(self.summary)
-    }
-}
-
-/// The metadata region being assembled in memory (its size grows with the number of files).
-struct MetaRegion {
-    index: u16,
-    bytes: Vec<u8>,
-}
-
-impl MetaRegion {
-    fn new(first_region: u16) -> MetaRegion {
-        let header = RegionHeader {
-            common: CommonHeader::new(FileType::Region, size_of::<RegionHeader>()),
-            index: U16::ZERO,
-            region_type: RegionType::Metadata as u8,
-            reserved: 0,
-            reserved2: U32::ZERO,
-        };
-        MetaRegion { index: first_region, bytes: header.as_bytes().to_vec() }
-    }
-
-    /// Appends an object at the next 8-byte boundary.
-    fn put(&mut self, object: &[u8]) -> RegionOffset {
-        let at = (self.bytes.len() as u64).next_multiple_of(SMALL_ALIGN);
-        self.bytes.resize(at as usize, 0);
-        self.bytes.extend_from_slice(object);
-        RegionOffset::new(self.index, at)
-    }
-
-    /// Appends a u16-counted object.
-    fn counted16(&mut self, object: &[u8]) -> RegionOffset {
-        let mut counted = (object.len() as u16).to_le_bytes().to_vec();
-        counted.extend_from_slice(object);
-        self.put(&counted)
     }
 }
 
