@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use winlayer_core::check::{Checker, Problem, Severity};
 use winlayer_core::security::SecurityDescriptor;
-use winlayer_core::{Data, Entry, EntryKind, Error, LayerPath, LayerSink, Metadata, Result, attrs, ea};
+use winlayer_core::{Data, Entry, EntryKind, Error, LayerPath, LayerSink, Result, attrs, ea};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -124,28 +124,18 @@ impl RegionOut {
     }
 }
 
-/// An object of this layer: a file, directory or link with its record fields.
-struct Object {
-    dir: bool,
-    flags: u16,
-    times: [u64; 4],
-    sd: usize,
-    eas: Option<Box<[u8]>>,
-    reparse: Option<Box<[u8]>>,
-    data: Stream,
-    streams: Vec<(String, Stream)>,
-}
-
 enum What {
     /// A directory the layer has no entry for (it holds whiteouts, or parents of entries).
     Implicit,
-    Object(Box<Object>),
+    /// A file, directory or link: its record, complete but for the directory table and the
+    /// parent FileID, which the merge decides.
+    Object(FileRecord),
     HardLink(LayerPath),
 }
 
 struct Node {
     parent: usize,
-    name: String,
+    name: Box<str>,
     what: What,
     /// A whiteout deletes this path from the parent's view.
     deleted: bool,
@@ -181,7 +171,7 @@ pub struct CimWriter {
     target: PathBuf,
     parent: Option<Cim>,
     upcase: Upcase,
-    first_region: u16,
+    meta: RegionOut,
     data: RegionOut,
     small: RegionOut,
     /// Content already stored, by length and digest.
@@ -193,8 +183,11 @@ pub struct CimWriter {
     /// The last directory an entry was placed in, by path (entries come in tree order).
     last_dir: Option<(String, usize)>,
     last_object: Option<usize>,
-    sds: Vec<Arc<[u8]>>,
-    sd_ids: HashMap<Arc<[u8]>, usize>,
+    /// Alternate streams of the last object, written when its entries end.
+    streams: Vec<(String, Stream)>,
+    /// Security descriptors already written.
+    sds: HashMap<Arc<[u8]>, RegionOffset>,
+    upcase_at: RegionOffset,
     checker: Checker,
     dropped_attributes: BTreeMap<u32, (u64, String)>,
     summary: Summary,
@@ -237,24 +230,29 @@ impl CimWriter {
             Some(p) => load_object_ids(p)?,
             None => HashMap::new(),
         };
-        let root = Node { parent: 0, name: String::new(), what: What::Implicit, deleted: false, id: None };
-        let default_sd: Arc<[u8]> = Arc::from(default_security());
+        let root = Node { parent: 0, name: "".into(), what: What::Implicit, deleted: false, id: None };
+        let mut meta = RegionOut::new(&dir, RegionType::Metadata, first_region)?;
+        let upcase_at = match &parent {
+            Some(p) => RegionOffset(p.filesystem().upcase_table_offset.get()),
+            None => meta.place(&upcase.to_le_bytes())?,
+        };
         Ok(CimWriter {
+            meta,
             data: RegionOut::new(&dir, RegionType::Data, first_region)?,
             small: RegionOut::new(&dir, RegionType::SmallData, first_region)?,
             dir,
             target: target.to_path_buf(),
             parent,
             upcase,
-            first_region,
             contents: HashMap::new(),
             parent_objects,
             nodes: vec![root],
             children: HashMap::new(),
             last_dir: None,
             last_object: None,
-            sds: vec![default_sd.clone()],
-            sd_ids: HashMap::from([(default_sd, 0)]),
+            streams: Vec::new(),
+            sds: HashMap::new(),
+            upcase_at,
             checker: Checker::new(),
             dropped_attributes: BTreeMap::new(),
             summary: Summary::default(),
@@ -276,7 +274,7 @@ impl CimWriter {
                 None => {
                     self.nodes.push(Node {
                         parent: at,
-                        name: part.to_string(),
+                        name: part.into(),
                         what: What::Implicit,
                         deleted: false,
                         id: None,
@@ -400,57 +398,88 @@ impl CimWriter {
         Ok(None)
     }
 
-    fn sd_id(&mut self, meta: &Metadata) -> usize {
-        let Some(sd) = &meta.security else { return 0 };
-        if let Some(&id) = self.sd_ids.get(sd) {
-            return id;
+    /// Where a security descriptor lies, written the first time it is seen; an object without
+    /// one gets [`default_security`].
+    fn sd_offset(&mut self, sd: Option<&Arc<[u8]>>) -> Result<RegionOffset> {
+        let sd = sd.cloned().unwrap_or_else(|| Arc::from(default_security()));
+        if let Some(&at) = self.sds.get(&sd) {
+            return Ok(at);
         }
-        self.sds.push(sd.clone());
-        self.sd_ids.insert(sd.clone(), self.sds.len() - 1);
-        self.sds.len() - 1
+        let at = self.meta.place_counted16(&sd)?;
+        self.sds.insert(sd, at);
+        Ok(at)
     }
 
-    fn object(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<Object> {
+    /// Writes the stream table of the last object, once its stream entries have ended.
+    fn flush_streams(&mut self) -> Result<()> {
+        let streams = std::mem::take(&mut self.streams);
+        let Some(n) = self.last_object.take().filter(|_| !streams.is_empty()) else { return Ok(()) };
+        let mut list: Vec<(String, Vec<u16>, Stream)> =
+            streams.iter().map(|(n, s)| (self.upcase.key(n), n.encode_utf16().collect(), *s)).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let refs: Vec<(&[u16], &[u8])> = list.iter().map(|(_, n, s)| (n.as_slice(), s.as_bytes())).collect();
+        let table = encode_link_table(&refs, size_of::<Stream>());
+        let mut counted = (table.len() as u32).to_le_bytes().to_vec();
+        counted.extend_from_slice(&table);
+        let at = self.meta.place(&counted)?;
+        if let What::Object(r) = &mut self.nodes[n].what {
+            r.stream_table_offset = U64::new(at.0);
+        }
+        Ok(())
+    }
+
+    /// The record of an object entry, with its data, security descriptor, EAs and reparse
+    /// buffer written; a directory's table and every parent FileID come with the merge.
+    fn object(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<FileRecord> {
         let meta = &entry.meta;
         let a = meta.attributes;
-        let kept = flags_from_attributes(a);
-        let lost = a & !(FLAG_ATTRIBUTES.iter().map(|(_, a)| a).sum::<u32>()
-            | attrs::DIRECTORY
-            | attrs::REPARSE_POINT
-            | attrs::NORMAL);
+        let structural = attrs::DIRECTORY | attrs::REPARSE_POINT | attrs::NORMAL;
+        let lost = a & !(FLAG_ATTRIBUTES.iter().map(|(_, a)| a).sum::<u32>() | structural);
         if lost != 0 {
-            let slot = self.dropped_attributes.entry(lost).or_insert((0, entry.path.to_string()));
-            slot.0 += 1;
+            self.dropped_attributes.entry(lost).or_insert((0, entry.path.to_string())).0 += 1;
         }
-        let eas = if meta.eas.is_empty() {
-            None
-        } else {
+        let mut r = FileRecord {
+            flags: U16::new(flags_from_attributes(a)),
+            creation_time: U64::new(meta.creation.ticks() as u64),
+            last_write_time: U64::new(meta.last_write.ticks() as u64),
+            change_time: U64::new(meta.change.ticks() as u64),
+            last_access_time: U64::new(meta.last_access.ticks() as u64),
+            sd_offset: U64::new(self.sd_offset(meta.security.as_ref())?.0),
+            ..FileRecord::default()
+        };
+        if !meta.eas.is_empty() {
             let buf = ea::encode_list(&meta.eas);
             if buf.len() > u16::MAX as usize {
-                return Err(Error::Invalid(format!(
-                    "{}: {} bytes of EAs (a CIM holds at most 65535)",
-                    entry.path,
-                    buf.len()
-                )));
+                let n = buf.len();
+                return Err(Error::Invalid(format!("{}: {n} bytes of EAs (a CIM holds at most 65535)", entry.path)));
             }
-            Some(buf.into_boxed_slice())
-        };
-        let (dir, reparse, data) = match &entry.kind {
-            EntryKind::Directory => (true, None, Stream::default()),
+            r.ea_length = U16::new(buf.len() as u16);
+            r.ea_offset = U64::new(self.meta.place(&buf)?.0);
+        }
+        let directory = Stream::new(StreamType::LinkTable, RegionOffset::NULL, 0);
+        match &entry.kind {
+            EntryKind::Directory => r.default_stream = directory,
             EntryKind::Symlink(link) => {
-                (a & attrs::DIRECTORY != 0, Some(link.to_reparse_buffer().into_boxed_slice()), Stream::default())
+                let buf = link.to_reparse_buffer();
+                r.reparse_tag = U32::new(u32::from_le_bytes(buf[0..4].try_into().expect("8-byte header")));
+                r.reparse_offset = U64::new(self.meta.place_counted16(&buf)?.0);
+                if a & attrs::DIRECTORY != 0 {
+                    r.default_stream = directory;
+                }
             }
             EntryKind::File { size } => {
-                (false, None, self.store(data, *size, a & attrs::SPARSE_FILE != 0, &entry.path)?)
+                r.default_stream = self.store(data, *size, a & attrs::SPARSE_FILE != 0, &entry.path)?;
             }
             _ => unreachable!("only objects reach here"),
-        };
-        let times = [meta.creation, meta.last_write, meta.change, meta.last_access].map(|t| t.ticks() as u64);
-        Ok(Object { dir, flags: kept, times, sd: self.sd_id(meta), eas, reparse, data, streams: Vec::new() })
+        }
+        Ok(r)
     }
 
     /// Merges the layer into the parent's view and commits the image.
     pub fn finish(mut self) -> Result<Summary> {
+        self.flush_streams()?;
+        // Sharing ends with the data; the merge needs the memory more.
+        (self.contents, self.parent_objects) = (HashMap::new(), HashMap::new());
         let mut problems = std::mem::take(&mut self.checker).finish();
         for (bits, (count, first)) in std::mem::take(&mut self.dropped_attributes) {
             problems.push(Problem::warning(
@@ -516,7 +545,7 @@ impl CimWriter {
                     },
                     _ => None,
                 };
-                let name = self.nodes[c].name.clone();
+                let name = self.nodes[c].name.to_string();
                 match &self.nodes[c].what {
                     What::Implicit => {
                         if let Some(pid) = existing_dir {
@@ -529,7 +558,7 @@ impl CimWriter {
                             )));
                         }
                     }
-                    What::Object(o) if o.dir && o.reparse.is_none() => {
+                    What::Object(r) if r.is_dir() && r.reparse_offset.get() == 0 => {
                         let (cid, from) = match existing_dir {
                             Some(pid) if !self.nodes[c].deleted => (pid, Some(pid)),
                             _ => (new_id(), None),
@@ -582,7 +611,7 @@ impl CimWriter {
     fn path_of(&self, mut n: usize) -> String {
         let mut parts = Vec::new();
         while n != 0 {
-            parts.push(self.nodes[n].name.as_str());
+            parts.push(&*self.nodes[n].name);
             n = self.nodes[n].parent;
         }
         parts.reverse();
@@ -598,8 +627,8 @@ impl CimWriter {
             let fail = |why: &str| Err(Error::Invalid(format!("hard link {} -> {target}: {why}", self.path_of(link))));
             match self.find_node(target).map(|n| (n, &self.nodes[n].what)) {
                 Some((n, What::HardLink(_))) if n != at => at = n,
-                Some((n, What::Object(o))) => {
-                    if o.dir {
+                Some((n, What::Object(r))) => {
+                    if r.is_dir() {
                         return fail("the target is a directory");
                     }
                     return match self.nodes[n].id {
@@ -626,13 +655,7 @@ impl CimWriter {
 
     /// Writes the metadata region, the object-ID files and the `.cim`.
     fn commit(mut self, dirs: Vec<DirOut>) -> Result<Summary> {
-        let mut meta = RegionOut::new(&self.dir, RegionType::Metadata, self.first_region)?;
-        let upcase_at = match &self.parent {
-            Some(p) => RegionOffset(p.filesystem().upcase_table_offset.get()),
-            None => meta.place(&self.upcase.to_le_bytes())?,
-        };
-        let sd_at: Vec<RegionOffset> = self.sds.iter().map(|sd| meta.place_counted16(sd)).collect::<Result<_>>()?;
-        let mut records: BTreeMap<FileId, FileRecord> = BTreeMap::new();
+        let mut records: Vec<(FileId, FileRecord)> = Vec::with_capacity(self.nodes.len());
         let mut dir_of: HashMap<usize, FileId> = HashMap::new();
         for d in &dirs {
             for (_, child) in &d.entries {
@@ -653,51 +676,44 @@ impl CimWriter {
             self.check_order(d, &entries);
             let refs: Vec<(&[u16], &[u8])> = entries.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
             let table = encode_link_table(&refs, 4);
-            let stream = Stream::new(StreamType::LinkTable, meta.place(&table)?, table.len() as u64);
+            let stream = Stream::new(StreamType::LinkTable, self.meta.place(&table)?, table.len() as u64);
+            let container = U32::new(d.container);
             let record = match (&self.nodes[d.node].what, &d.parent_record) {
-                (What::Object(o), _) => self.record(o, &mut meta, &sd_at, d.container, stream)?,
+                (What::Object(r), _) => FileRecord { default_stream: stream, parent_file_id: container, ..*r },
                 (_, Some(r)) => FileRecord { default_stream: stream, ..*r },
-                _ => {
-                    let root = Object {
-                        dir: true,
-                        flags: 0,
-                        times: [0; 4],
-                        sd: 0,
-                        eas: None,
-                        reparse: None,
-                        data: Stream::default(),
-                        streams: Vec::new(),
-                    };
-                    self.record(&root, &mut meta, &sd_at, d.id, stream)?
-                }
+                // A new image's root: no times, the default security descriptor, its own parent.
+                _ => FileRecord {
+                    default_stream: stream,
+                    sd_offset: U64::new(self.sd_offset(None)?.0),
+                    parent_file_id: container,
+                    ..FileRecord::default()
+                },
             };
-            records.insert(d.id, record);
+            records.push((d.id, record));
         }
+        let empty = encode_link_table(&[], 4);
+        let empty_dir = Stream::new(StreamType::LinkTable, self.meta.place(&empty)?, empty.len() as u64);
+        let written: std::collections::HashSet<FileId> = records.iter().map(|(id, _)| *id).collect();
         for (n, node) in self.nodes.iter().enumerate() {
-            if let (What::Object(o), Some(id)) = (&node.what, node.id) {
-                if records.contains_key(&id) || !dir_of.contains_key(&n) {
-                    continue;
+            if let (What::Object(r), Some(id), Some(&container)) = (&node.what, node.id, dir_of.get(&n)) {
+                if !written.contains(&id) {
+                    let stream = if r.is_dir() { empty_dir } else { r.default_stream };
+                    records
+                        .push((id, FileRecord { default_stream: stream, parent_file_id: U32::new(container), ..*r }));
                 }
-                let stream = if o.dir {
-                    let empty = encode_link_table(&[], 4);
-                    Stream::new(StreamType::LinkTable, meta.place(&empty)?, empty.len() as u64)
-                } else {
-                    o.data
-                };
-                let record = self.record(o, &mut meta, &sd_at, dir_of[&n], stream)?;
-                records.insert(id, record);
             }
         }
+        records.sort_unstable_by_key(|(id, _)| *id);
         self.summary.records = records.len() as u64;
-        let (ftd_at, ftd_len) = self.file_tables(&mut meta, &records)?;
+        let (ftd_at, ftd_len) = self.file_tables(&records)?;
         let fs = Filesystem {
-            upcase_table_offset: U64::new(upcase_at.0),
+            upcase_table_offset: U64::new(self.upcase_at.0),
             file_table_directory_offset: U64::new(ftd_at.0),
             file_table_directory_length: U32::new(ftd_len),
             root_directory: U32::new(self.nodes[0].id.expect("root has a FileID")),
         };
-        let fs_at = meta.place(fs.as_bytes())?;
-        self.write_files(meta, fs_at)
+        let fs_at = self.meta.place(fs.as_bytes())?;
+        self.write_files(fs_at)
     }
 
     /// Warns where NTFS-style ordering (upcased UTF-16 units) would differ from the code-point
@@ -717,76 +733,38 @@ impl CimWriter {
         }
     }
 
-    /// A record for a layer object, with its metadata objects placed.
-    fn record(
-        &self,
-        o: &Object,
-        meta: &mut RegionOut,
-        sd_at: &[RegionOffset],
-        container: FileId,
-        stream: Stream,
-    ) -> Result<FileRecord> {
-        let mut r = FileRecord {
-            flags: U16::new(o.flags),
-            creation_time: U64::new(o.times[0]),
-            last_write_time: U64::new(o.times[1]),
-            change_time: U64::new(o.times[2]),
-            last_access_time: U64::new(o.times[3]),
-            default_stream: stream,
-            sd_offset: U64::new(sd_at[o.sd].0),
-            parent_file_id: U32::new(container),
-            ..FileRecord::default()
-        };
-        if let Some(eas) = &o.eas {
-            r.ea_length = U16::new(eas.len() as u16);
-            r.ea_offset = U64::new(meta.place(eas)?.0);
-        }
-        if let Some(buf) = &o.reparse {
-            r.reparse_tag = U32::new(u32::from_le_bytes(buf[0..4].try_into().unwrap()));
-            r.reparse_offset = U64::new(meta.place_counted16(buf)?.0);
-        }
-        if !o.streams.is_empty() {
-            let mut list: Vec<(String, Vec<u16>, Stream)> =
-                o.streams.iter().map(|(n, s)| (self.upcase.key(n), n.encode_utf16().collect(), *s)).collect();
-            list.sort_by(|a, b| a.0.cmp(&b.0));
-            let refs: Vec<(&[u16], &[u8])> = list.iter().map(|(_, n, s)| (n.as_slice(), s.as_bytes())).collect();
-            let table = encode_link_table(&refs, size_of::<Stream>());
-            let mut counted = (table.len() as u32).to_le_bytes().to_vec();
-            counted.extend_from_slice(&table);
-            r.stream_table_offset = U64::new(meta.place(&counted)?.0);
-        }
-        Ok(r)
-    }
-
     /// Writes the file tables: parent tables that hold no changed record are shared, the others
     /// copied with their changes; returns the file table directory's place and length.
-    fn file_tables(&self, meta: &mut RegionOut, records: &BTreeMap<FileId, FileRecord>) -> Result<(RegionOffset, u32)> {
+    fn file_tables(&mut self, records: &[(FileId, FileRecord)]) -> Result<(RegionOffset, u32)> {
         let parent_tables = self.parent.as_ref().map_or(&[][..], |p| p.tables());
-        let last = records.keys().next_back().copied().unwrap_or(0);
+        let last = records.last().map_or(0, |(id, _)| *id);
         let count = (parent_tables.len() as u32).max(last.div_ceil(FILES_PER_TABLE));
         let mut directory = Vec::new();
         for t in 0..count {
             let first = t * FILES_PER_TABLE + 1;
-            let changed: Vec<(&FileId, &FileRecord)> = records.range(first..first + FILES_PER_TABLE).collect();
+            let from = records.partition_point(|(id, _)| *id < first);
+            let to = records.partition_point(|(id, _)| *id < first + FILES_PER_TABLE);
+            let changed = &records[from..to];
             let inherited = parent_tables.get(t as usize);
             let entry = match (inherited, changed.is_empty()) {
                 (Some(e), true) => *e,
                 _ => {
                     let parent = self.parent.as_ref();
                     let old = inherited.map_or(0, |e| e.count.get() as u32);
-                    let n = old.max(changed.last().map_or(0, |(id, _)| **id - first + 1));
+                    let n = old.max(changed.last().map_or(0, |(id, _)| *id - first + 1));
                     let mut table = Vec::with_capacity(n as usize * FILE_RECORD_LEN);
+                    let mut changed = changed.iter().peekable();
                     for slot in 0..n {
                         let id = first + slot;
-                        let record = match records.get(&id) {
-                            Some(r) => *r,
+                        let record = match changed.next_if(|(c, _)| *c == id) {
+                            Some((_, r)) => *r,
                             None if slot < old => parent.expect("inherited table").record(id)?,
                             None => FileRecord::default(),
                         };
                         table.extend_from_slice(record.as_bytes());
                     }
                     FileTableDirectoryEntry {
-                        offset: U64::new(meta.place(&table)?.0),
+                        offset: U64::new(self.meta.place(&table)?.0),
                         count: U16::new(n as u16),
                         entry_size: U16::new(FILE_RECORD_LEN as u16),
                         reserved: U32::ZERO,
@@ -795,12 +773,12 @@ impl CimWriter {
             };
             directory.extend_from_slice(entry.as_bytes());
         }
-        Ok((meta.place(&directory)?, count))
+        Ok((self.meta.place(&directory)?, count))
     }
 
     /// Names the region set after the content, renames the regions into place, writes the
     /// object-ID files and finally the `.cim`.
-    fn write_files(mut self, meta: RegionOut, fs_at: RegionOffset) -> Result<Summary> {
+    fn write_files(mut self, fs_at: RegionOffset) -> Result<Summary> {
         let parent_sets: Vec<RegionSet> =
             self.parent.as_ref().map_or_else(Vec::new, |p| p.sets().iter().map(|s| s.set).collect());
         let (data, data_len, data_objects) = self.data.close()?;
@@ -810,7 +788,7 @@ impl CimWriter {
         parent_sets.iter().for_each(|s| {
             id.update(s.as_bytes());
         });
-        let (meta_file, meta_len, _) = meta.close()?;
+        let (meta_file, meta_len, _) = self.meta.close()?;
         id.update(&meta_len.to_le_bytes());
         let mut reread = meta_file.reopen().map_err(|e| Error::io("reading the metadata region back", e))?;
         io::copy(&mut reread, &mut id).map_err(|e| Error::io("reading the metadata region back", e))?;
@@ -919,49 +897,41 @@ impl LayerSink for CimWriter {
     fn entry(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
         self.checker.check(entry);
         let path = &entry.path;
-        match &entry.kind {
+        if let EntryKind::Stream { name, size } = &entry.kind {
+            if self.last_object.is_none() || self.last_object != self.find_node(path) {
+                return Err(Error::Invalid(format!(
+                    "{path}:{name}: an alternate stream must follow its owner's entry"
+                )));
+            }
+            let stream = self.store(data, *size, false, path)?;
+            self.streams.push((name.clone(), stream));
+            self.summary.streams += 1;
+            return Ok(());
+        }
+        self.flush_streams()?;
+        let what = match &entry.kind {
             EntryKind::Directory | EntryKind::File { .. } | EntryKind::Symlink(_) => {
-                let object = self.object(entry, data)?;
-                let n = self.node_at(path);
-                if !matches!(self.nodes[n].what, What::Implicit) {
-                    return Err(Error::Invalid(format!(
-                        "{path}: the layer has this name twice (names compare case-insensitively)"
-                    )));
-                }
-                self.nodes[n].what = What::Object(Box::new(object));
-                self.nodes[n].name = path.file_name().to_string();
-                self.last_object = Some(n);
+                What::Object(self.object(entry, data)?)
             }
-            EntryKind::Stream { name, size } => {
-                let owner = self.last_object.filter(|&n| self.find_node(path) == Some(n)).ok_or_else(|| {
-                    Error::Invalid(format!("{path}:{name}: an alternate stream must follow its owner's entry"))
-                })?;
-                let stream = self.store(data, *size, false, path)?;
-                if let What::Object(o) = &mut self.nodes[owner].what {
-                    o.streams.push((name.clone(), stream));
-                }
-                self.summary.streams += 1;
-            }
-            EntryKind::HardLink { target } => {
-                let n = self.node_at(path);
-                if !matches!(self.nodes[n].what, What::Implicit) {
-                    return Err(Error::Invalid(format!(
-                        "{path}: the layer has this name twice (names compare case-insensitively)"
-                    )));
-                }
-                self.nodes[n].what = What::HardLink(target.clone());
-                self.nodes[n].name = path.file_name().to_string();
-                self.last_object = None;
-            }
+            EntryKind::HardLink { target } => What::HardLink(target.clone()),
             EntryKind::Whiteout => {
                 let n = self.node_at(path);
                 self.nodes[n].deleted = true;
-                self.last_object = None;
+                return Ok(());
             }
-            EntryKind::Opaque => {
-                self.last_object = None;
-            }
+            _ => return Ok(()), // Opaque markers: Windows' importers ignore them (the checker warns).
+        };
+        let n = self.node_at(path);
+        if !matches!(self.nodes[n].what, What::Implicit) {
+            return Err(Error::Invalid(format!(
+                "{path}: the layer has this name twice (names compare case-insensitively)"
+            )));
         }
+        if matches!(what, What::Object(_)) {
+            self.last_object = Some(n);
+        }
+        self.nodes[n].what = what;
+        self.nodes[n].name = path.file_name().into();
         Ok(())
     }
 }
