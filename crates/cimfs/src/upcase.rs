@@ -198,7 +198,12 @@ impl Upcase {
     /// key gives the directory order. (A table that upcases to a surrogate, which Windows'
     /// does not, leaves that character as it is.)
     pub fn key(&self, name: &str) -> String {
-        name.chars().map(|c| char::from_u32(self.up(c as u32)).unwrap_or(c)).collect()
+        self.chars(name).collect()
+    }
+
+    /// The characters of [`Upcase::key`], without collecting them.
+    pub fn chars<'a>(&'a self, name: &'a str) -> impl Iterator<Item = char> + 'a {
+        name.chars().map(|c| char::from_u32(self.up(c as u32)).unwrap_or(c))
     }
 
     /// Compares a stored UTF-16 name with a query the way Microsoft's reader does: code point

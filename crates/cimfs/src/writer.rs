@@ -66,7 +66,20 @@ struct RegionOut {
     kind: RegionType,
     /// Global index (parents' regions first).
     index: u16,
-    objects: Vec<ObjectIdEntry>,
+    /// The object-ID file, entries written as objects are stored (its header comes last).
+    ids: BufWriter<tempfile::NamedTempFile>,
+    id_count: u32,
+    /// Digest of the entries, part of the region set's GUID.
+    id_digest: blake3::Hasher,
+}
+
+/// A region file and its object-ID file, written and waiting for their names.
+struct ClosedRegion {
+    region: tempfile::NamedTempFile,
+    len: u64,
+    ids: tempfile::NamedTempFile,
+    id_count: u32,
+    id_digest: blake3::Hash,
 }
 
 impl RegionOut {
@@ -76,7 +89,10 @@ impl RegionOut {
         let file = temp.as_file().try_clone().map_err(|e| Error::io("opening a region file", e))?;
         let out = BufWriter::with_capacity(1 << 20, file);
         let n = kind as u16;
-        let mut region = RegionOut { temp, out, pos: 0, kind, index: first + n, objects: Vec::new() };
+        let mut ids = BufWriter::new(temp_in(dir)?);
+        ids.write_all(&[0; size_of::<ObjectIdHeader>()]).map_err(|e| Error::io("writing an object-ID file", e))?;
+        let id_digest = blake3::Hasher::new();
+        let mut region = RegionOut { temp, out, pos: 0, kind, index: first + n, ids, id_count: 0, id_digest };
         region.put(RegionHeader::new(n, kind).as_bytes())?;
         Ok(region)
     }
@@ -116,11 +132,35 @@ impl RegionOut {
         Ok(())
     }
 
-    /// Flushes and cuts the file at the last object.
-    fn close(mut self) -> Result<(tempfile::NamedTempFile, u64, Vec<ObjectIdEntry>)> {
-        self.out.flush().map_err(|e| Error::io("writing a region file", e))?;
-        self.temp.as_file().set_len(self.pos).map_err(|e| Error::io("truncating a region file", e))?;
-        Ok((self.temp, self.pos, self.objects))
+    /// Records the ID of an object just stored at byte `offset`.
+    fn record_id(&mut self, len: u64, digest: &[u8; 32], offset: u64) -> Result<()> {
+        let mut prefix = [0u8; 24];
+        prefix.copy_from_slice(&digest[..24]);
+        let entry = ObjectIdEntry { length: U64::new(len), digest: prefix, offset: U64::new(offset) };
+        self.ids.write_all(entry.as_bytes()).map_err(|e| Error::io("writing an object-ID file", e))?;
+        self.id_digest.update(entry.as_bytes());
+        self.id_count += 1;
+        Ok(())
+    }
+
+    /// Flushes both files, cuts the region at its last object and writes the object-ID header.
+    fn close(mut self) -> Result<ClosedRegion> {
+        let io = |e: io::Error| Error::io("writing a region file", e);
+        self.out.flush().map_err(io)?;
+        self.temp.as_file().set_len(self.pos).map_err(io)?;
+        let header = ObjectIdHeader {
+            common: CommonHeader::new(FileType::ObjectId, size_of::<ObjectIdHeader>()),
+            index: U16::new(self.kind as u16),
+            region_type: self.kind as u8,
+            reserved: 0,
+            reserved2: U32::ZERO,
+            table_offset: U32::new(size_of::<ObjectIdHeader>() as u32),
+            count: U32::new(self.id_count),
+        };
+        let mut ids = self.ids.into_inner().map_err(|e| io(e.into_error()))?;
+        ids.seek(SeekFrom::Start(0)).and_then(|_| ids.write_all(header.as_bytes())).map_err(io)?;
+        let (region, len, id_count, id_digest) = (self.temp, self.pos, self.id_count, self.id_digest.finalize());
+        Ok(ClosedRegion { region, len, ids, id_count, id_digest })
     }
 }
 
@@ -174,12 +214,16 @@ pub struct CimWriter {
     meta: RegionOut,
     data: RegionOut,
     small: RegionOut,
-    /// Content already stored, by length and digest.
-    contents: HashMap<(u64, [u8; 32]), RegionOffset>,
+    /// Content already stored, by length and half its digest (128 bits of BLAKE3 leave no
+    /// practical room for a collision).
+    contents: HashMap<(u64, [u8; 16]), RegionOffset>,
     /// Parent objects by the object IDs of their regions; checked before they are shared.
     parent_objects: ObjectIds,
     nodes: Vec<Node>,
-    children: HashMap<(usize, String), usize>,
+    /// Nodes by parent and name under the collation; only node numbers are stored, the keys
+    /// come from the nodes themselves (memory per name matters for big layers).
+    children: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
     /// The last directory an entry was placed in, by path (entries come in tree order).
     last_dir: Option<(String, usize)>,
     last_object: Option<usize>,
@@ -247,7 +291,8 @@ impl CimWriter {
             contents: HashMap::new(),
             parent_objects,
             nodes: vec![root],
-            children: HashMap::new(),
+            children: hashbrown::HashTable::new(),
+            hasher: std::hash::RandomState::new(),
             last_dir: None,
             last_object: None,
             streams: Vec::new(),
@@ -260,6 +305,26 @@ impl CimWriter {
         })
     }
 
+    /// The hash of a name in directory node `parent`, under the collation.
+    fn name_hash(hasher: &std::hash::RandomState, upcase: &Upcase, parent: usize, name: &str) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = hasher.build_hasher();
+        parent.hash(&mut h);
+        upcase.chars(name).for_each(|c| c.hash(&mut h));
+        h.finish()
+    }
+
+    /// The child `name` of node `parent`, if the layer has one.
+    fn child(&self, parent: usize, name: &str) -> Option<usize> {
+        let hash = Self::name_hash(&self.hasher, &self.upcase, parent, name);
+        let (nodes, upcase) = (&self.nodes, &self.upcase);
+        let same = |&i: &u32| {
+            let n = &nodes[i as usize];
+            n.parent == parent && upcase.chars(&n.name).eq(upcase.chars(name))
+        };
+        self.children.find(hash, same).map(|&i| i as usize)
+    }
+
     /// The node at `path`, creating implicit directories on the way.
     fn node_at(&mut self, path: &LayerPath) -> usize {
         let parent = path.parent();
@@ -268,19 +333,20 @@ impl CimWriter {
             _ => (0, path.components().collect()),
         };
         for part in parts {
-            let key = (at, self.upcase.key(part));
-            at = match self.children.get(&key) {
-                Some(&n) => n,
+            at = match self.child(at, part) {
+                Some(n) => n,
                 None => {
-                    self.nodes.push(Node {
-                        parent: at,
-                        name: part.into(),
-                        what: What::Implicit,
-                        deleted: false,
-                        id: None,
-                    });
-                    self.children.insert(key, self.nodes.len() - 1);
-                    self.nodes.len() - 1
+                    let node = Node { parent: at, name: part.into(), what: What::Implicit, deleted: false, id: None };
+                    self.nodes.push(node);
+                    let n = self.nodes.len() - 1;
+                    let hash = Self::name_hash(&self.hasher, &self.upcase, at, part);
+                    let (nodes, upcase, hasher) = (&self.nodes, &self.upcase, &self.hasher);
+                    let rehash = |&i: &u32| {
+                        let n = &nodes[i as usize];
+                        Self::name_hash(hasher, upcase, n.parent, &n.name)
+                    };
+                    self.children.insert_unique(hash, n as u32, rehash);
+                    n
                 }
             };
         }
@@ -293,7 +359,7 @@ impl CimWriter {
 
     /// The node at `path` if the layer has one.
     fn find_node(&self, path: &LayerPath) -> Option<usize> {
-        path.components().try_fold(0, |at, part| self.children.get(&(at, self.upcase.key(part))).copied())
+        path.components().try_fold(0, |at, part| self.child(at, part))
     }
 
     /// Stores `len` bytes of data: nothing for all-zero data of a sparse file, a reference
@@ -354,10 +420,8 @@ impl CimWriter {
             Some(bytes) => region.place(&bytes)?,
             None => RegionOffset::new(region.index, start),
         };
-        let mut prefix = [0u8; 24];
-        prefix.copy_from_slice(&digest[..24]);
-        region.objects.push(ObjectIdEntry { length: U64::new(len), digest: prefix, offset: U64::new(at.offset()) });
-        self.contents.insert((len, digest), at);
+        region.record_id(len, &digest, at.offset())?;
+        self.contents.insert(content_key(len, &digest), at);
         self.summary.stored_bytes += len;
         Ok(Stream::new(StreamType::Data, at, len))
     }
@@ -365,7 +429,7 @@ impl CimWriter {
     /// Where identical content already lies: in this image, or in a parent region whose bytes
     /// are read back and checked.
     fn shared(&mut self, len: u64, digest: &[u8; 32]) -> Result<Option<RegionOffset>> {
-        if let Some(&at) = self.contents.get(&(len, *digest)) {
+        if let Some(&at) = self.contents.get(&content_key(len, digest)) {
             return Ok(Some(at));
         }
         let mut short = [0u8; 24];
@@ -391,7 +455,7 @@ impl CimWriter {
                 }
             };
             if ok {
-                self.contents.insert((len, *digest), at);
+                self.contents.insert(content_key(len, digest), at);
                 return Ok(Some(at));
             }
         }
@@ -781,41 +845,27 @@ impl CimWriter {
     fn write_files(mut self, fs_at: RegionOffset) -> Result<Summary> {
         let parent_sets: Vec<RegionSet> =
             self.parent.as_ref().map_or_else(Vec::new, |p| p.sets().iter().map(|s| s.set).collect());
-        let (data, data_len, data_objects) = self.data.close()?;
-        let (small, small_len, small_objects) = self.small.close()?;
+        let closed = [self.meta.close()?, self.data.close()?, self.small.close()?];
         let mut id = blake3::Hasher::new();
         id.update(b"winlayer classic CIM 2.0 region set");
         parent_sets.iter().for_each(|s| {
             id.update(s.as_bytes());
         });
-        let (meta_file, meta_len, _) = self.meta.close()?;
-        id.update(&meta_len.to_le_bytes());
-        let mut reread = meta_file.reopen().map_err(|e| Error::io("reading the metadata region back", e))?;
-        io::copy(&mut reread, &mut id).map_err(|e| Error::io("reading the metadata region back", e))?;
-        for (len, objects) in [(data_len, &data_objects), (small_len, &small_objects)] {
-            id.update(&len.to_le_bytes());
-            id.update(objects.as_bytes());
+        let mut meta = closed[0].region.reopen().map_err(|e| Error::io("reading the metadata region back", e))?;
+        io::copy(&mut meta, &mut id).map_err(|e| Error::io("reading the metadata region back", e))?;
+        for c in &closed {
+            id.update(&c.len.to_le_bytes());
+            id.update(&c.id_count.to_le_bytes());
+            id.update(c.id_digest.as_bytes());
         }
         let guid = Guid::from_digest(id.finalize().as_bytes());
-        let temps = [(meta_file, Vec::new()), (data, data_objects), (small, small_objects)];
-        for (n, ((temp, objects), kind)) in temps.into_iter().zip(OWN_REGIONS).enumerate() {
-            let n = n as u16;
-            let path = self.dir.join(region_file_name(guid, n));
-            temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
-            temp.persist(&path).map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
-            let header = ObjectIdHeader {
-                common: CommonHeader::new(FileType::ObjectId, size_of::<ObjectIdHeader>()),
-                index: U16::new(n),
-                region_type: kind as u8,
-                reserved: 0,
-                reserved2: U32::ZERO,
-                table_offset: U32::new(size_of::<ObjectIdHeader>() as u32),
-                count: U32::new(objects.len() as u32),
-            };
-            let mut bytes = header.as_bytes().to_vec();
-            bytes.extend_from_slice(objects.as_bytes());
+        for (n, c) in closed.into_iter().enumerate() {
+            let path = self.dir.join(region_file_name(guid, n as u16));
+            c.region.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+            c.region.persist(&path).map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
             // Object IDs are hints (every shared object is checked), so they need no sync.
-            persist(&self.dir, &self.dir.join(objectid_file_name(guid, n)), &bytes, false, false)?;
+            let ids = self.dir.join(objectid_file_name(guid, n as u16));
+            c.ids.persist(&ids).map_err(|e| Error::io(format!("renaming into {}", ids.display()), e.error))?;
         }
         let header = FilesystemHeader {
             common: CommonHeader::new(FileType::Filesystem, size_of::<FilesystemHeader>()),
@@ -832,11 +882,18 @@ impl CimWriter {
         };
         let mut bytes = header.as_bytes().to_vec();
         parent_sets.iter().for_each(|s| bytes.extend_from_slice(s.as_bytes()));
-        persist(&self.dir, &self.target, &bytes, true, true)?;
+        commit_file(&self.dir, &self.target, &bytes)?;
         self.summary.cim = self.target.clone();
         self.summary.region_set = guid.to_string();
         Ok(self.summary)
     }
+}
+
+/// The key content is shared by: its length and the first half of its digest.
+fn content_key(len: u64, digest: &[u8; 32]) -> (u64, [u8; 16]) {
+    let mut half = [0u8; 16];
+    half.copy_from_slice(&digest[..16]);
+    (len, half)
 }
 
 /// A temporary file in `dir`, readable by all once renamed into place (images are shared).
@@ -848,21 +905,13 @@ fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     builder.tempfile_in(dir).map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))
 }
 
-fn write_temp(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+/// Writes the `.cim` through a synced temporary file renamed into place, never replacing an
+/// existing file: the commit of the image.
+fn commit_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let mut temp = temp_in(dir)?;
-    temp.write_all(bytes).map_err(|e| Error::io("writing the metadata region", e))?;
-    Ok(temp)
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename; `exclusive` refuses to
-/// replace an existing file, `sync` makes the bytes durable before the rename.
-fn persist(dir: &Path, path: &Path, bytes: &[u8], exclusive: bool, sync: bool) -> Result<()> {
-    let temp = write_temp(dir, bytes)?;
-    if sync {
-        temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
-    }
-    let done = if exclusive { temp.persist_noclobber(path) } else { temp.persist(path) };
-    done.map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
+    temp.write_all(bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    temp.persist_noclobber(path).map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
     Ok(())
 }
 
