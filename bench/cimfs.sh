@@ -20,13 +20,15 @@ scale=${BENCH_SCALE:-1}
 out=bench/out/cimfs
 rm -rf "$out" && mkdir -p "$out"
 
-# Runs a command under /usr/bin/time; prints "seconds peak_kib".
+# Runs a command under /usr/bin/time; prints "wall_seconds cpu_seconds peak_kib" (CPU = user +
+# system: on a shared machine it is steadier than wall time).
 measure() {
-  /usr/bin/time -f "%e %M" -o "$out/time" "$@" >/dev/null 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
-  cat "$out/time"
+  /usr/bin/time -f "%e %U %S %M" -o "$out/time" "$@" >/dev/null 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
+  read -r wall user sys kib < "$out/time"
+  echo "$wall $(python3 -c "print(f'{$user + $sys:.2f}')") $kib"
 }
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else 'n/a')" "$1" "$2"; }
-row() { printf '  %-22s %8s s %10s MiB\n' "$1" "$2" "$(( $3 / 1024 ))"; }
+row() { printf '  %-22s %7s s wall %7s s CPU %6s MiB peak\n' "$1" "$2" "$3" "$(( $4 / 1024 ))"; }
 
 bench_layer() {
   local name=$1 files=$2 mib=$3
@@ -37,18 +39,19 @@ bench_layer() {
   python3 "$gen" --profile base --files "$files" --mib "$mib" --seed 1 -o "$dir/layer.tar"
   echo "== $name: $files files, $(( $(stat -c %s "$dir/layer.tar") / 1048576 )) MiB tar"
   sync
-  read -r cp_s cp_k < <(measure cp "$dir/layer.tar" "$dir/copy.tar")
+  read -r cp_s cp_c cp_k < <(measure cp "$dir/layer.tar" "$dir/copy.tar")
   rm -f "$dir/copy.tar"
   mkdir "$dir/x"
-  read -r tar_s tar_k < <(measure tar -xf "$dir/layer.tar" -C "$dir/x")
-  read -r sq_s sq_k < <(measure sh -c "tar2sqfs -q -f -c lz4 '$dir/layer.sqfs' < '$dir/layer.tar'")
+  read -r tar_s tar_c tar_k < <(measure tar -xf "$dir/layer.tar" -C "$dir/x")
+  read -r sq_s sq_c sq_k < <(measure sh -c "tar2sqfs -q -f -c lz4 '$dir/layer.sqfs' < '$dir/layer.tar'")
   mkdir "$dir/cim"
-  read -r cim_s cim_k < <(measure "$winlayer" cim create --from "$dir/layer.tar" "$dir/cim/layer.cim")
-  row "cp (I/O limit)" "$cp_s" "$cp_k"
-  row "GNU tar -x" "$tar_s" "$tar_k"
-  row "tar2sqfs -c lz4" "$sq_s" "$sq_k"
-  row "winlayer cim create" "$cim_s" "$cim_k"
-  echo "  time ratio cim/tar2sqfs $(ratio "$cim_s" "$sq_s")  cim/cp $(ratio "$cim_s" "$cp_s")  cim/tar-x $(ratio "$cim_s" "$tar_s")"
+  read -r cim_s cim_c cim_k < <(measure "$winlayer" cim create --from "$dir/layer.tar" "$dir/cim/layer.cim")
+  row "cp (I/O limit)" "$cp_s" "$cp_c" "$cp_k"
+  row "GNU tar -x" "$tar_s" "$tar_c" "$tar_k"
+  row "tar2sqfs -c lz4" "$sq_s" "$sq_c" "$sq_k"
+  row "winlayer cim create" "$cim_s" "$cim_c" "$cim_k"
+  echo "  wall ratio cim/tar2sqfs $(ratio "$cim_s" "$sq_s")  cim/cp $(ratio "$cim_s" "$cp_s")  cim/tar-x $(ratio "$cim_s" "$tar_s")"
+  echo "  CPU ratio  cim/tar2sqfs $(ratio "$cim_c" "$sq_c")  cim/cp $(ratio "$cim_c" "$cp_c")  cim/tar-x $(ratio "$cim_c" "$tar_c")"
   echo "  memory ratio cim/tar2sqfs $(ratio "$cim_k" "$sq_k")"
   echo "  sizes: tar $(du -sm "$dir/layer.tar" | cut -f1) MiB, cim $(du -sm "$dir/cim" | cut -f1) MiB, sqfs $(du -sm "$dir/layer.sqfs" | cut -f1) MiB"
   if [ -e /dev/fuse ] && [ "$(id -u)" = 0 ]; then
@@ -57,11 +60,11 @@ bench_layer() {
     local readall='find "$0" -type f -print0 | xargs -0 cat > /dev/null'
     measure sh -c "$readall" "$dir/x/Files" >/dev/null # warm both page caches once
     measure sh -c "$readall" "$dir/mnt/Files" >/dev/null
-    read -r dx_s dx_k < <(measure sh -c "$readall" "$dir/x/Files")
-    read -r mn_s mn_k < <(measure sh -c "$readall" "$dir/mnt/Files")
+    read -r dx_s dx_c dx_k < <(measure sh -c "$readall" "$dir/x/Files")
+    read -r mn_s mn_c mn_k < <(measure sh -c "$readall" "$dir/mnt/Files")
     "$winlayer" cim umount "$dir/mnt"
-    row "find+read extracted" "$dx_s" "$dx_k"
-    row "find+read FUSE mount" "$mn_s" "$mn_k"
+    row "find+read extracted" "$dx_s" "$dx_c" "$dx_k"
+    row "find+read FUSE mount" "$mn_s" "$mn_c" "$mn_k"
     echo "  read ratio mount/extracted $(ratio "$mn_s" "$dx_s")"
   else
     echo "  (FUSE read skipped: needs /dev/fuse and root)"

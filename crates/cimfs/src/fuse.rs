@@ -23,12 +23,14 @@ use crate::reader::{Cim, FileId};
 /// The image never changes while mounted.
 const TTL: Duration = Duration::from_secs(3600);
 
-/// What the mount keeps per inode beyond the record: link count, parent, and for links the
-/// POSIX target.
+/// What the mount keeps per inode, read once at mount time: the record, link count, parent,
+/// for links the POSIX target, for directories the entries in collation order.
 struct Node {
+    record: FileRecord,
     nlink: u32,
     parent: u64,
     link: Option<String>,
+    entries: Vec<(Box<str>, u64)>,
 }
 
 /// A mounted CIM.
@@ -49,16 +51,19 @@ fn system_time(ticks: u64) -> SystemTime {
 }
 
 impl CimFs {
-    /// Indexes every name of `cim` (link counts, parents, link targets); files are owned by
-    /// `uid`/`gid`.
+    /// Indexes every name of `cim` (records, link counts, parents, link targets, directory
+    /// entries); files are owned by `uid`/`gid`.
     pub fn new(cim: Cim, uid: u32, gid: u32) -> Result<CimFs> {
         let root = cim.root();
         let ino = |id: FileId| Self::ino_of(root, id);
         let mut nodes: HashMap<u64, Node> = HashMap::new();
-        nodes.insert(1, Node { nlink: 2, parent: 1, link: None });
+        let record = cim.record(root)?;
+        nodes.insert(1, Node { record, nlink: 2, parent: 1, link: None, entries: Vec::new() });
         let mut dirs: HashMap<Vec<String>, u64> = HashMap::from([(Vec::new(), 1)]);
         cim.walk(|names, id, r| {
             let parent = dirs[&names[..names.len() - 1]];
+            let name = names.last().expect("a name").as_str();
+            nodes.get_mut(&parent).expect("parent indexed").entries.push((name.into(), ino(id)));
             let link = match cim.reparse(r)? {
                 Some(buf) => Link::from_reparse_buffer(&buf).ok().map(|l| posix_target(names, &l.target)),
                 None => None,
@@ -66,12 +71,17 @@ impl CimFs {
             if r.is_dir() && link.is_none() {
                 dirs.insert(names.to_vec(), ino(id));
                 nodes.get_mut(&parent).expect("parent indexed").nlink += 1;
-                nodes.insert(ino(id), Node { nlink: 2, parent, link: None });
+                nodes.insert(ino(id), Node { record: *r, nlink: 2, parent, link: None, entries: Vec::new() });
             } else {
-                nodes.entry(ino(id)).or_insert(Node { nlink: 0, parent, link }).nlink += 1;
+                let node = Node { record: *r, nlink: 0, parent, link, entries: Vec::new() };
+                nodes.entry(ino(id)).or_insert(node).nlink += 1;
             }
             Ok(())
         })?;
+        let upcase = cim.upcase();
+        for node in nodes.values_mut() {
+            node.entries.sort_by(|a, b| upcase.chars(&a.0).cmp(upcase.chars(&b.0)));
+        }
         Ok(CimFs { cim, nodes, uid, gid })
     }
 
@@ -84,22 +94,17 @@ impl CimFs {
         }
     }
 
-    fn id_of(&self, ino: INodeNo) -> Option<FileId> {
-        let id = Self::ino_of(self.cim.root(), u32::try_from(ino.0).ok()?) as FileId;
-        self.nodes.contains_key(&ino.0).then_some(id)
-    }
-
-    fn kind(&self, ino: u64, r: &FileRecord) -> FileType {
-        match self.nodes.get(&ino) {
-            Some(Node { link: Some(_), .. }) => FileType::Symlink,
-            _ if r.is_dir() => FileType::Directory,
+    fn kind(node: &Node) -> FileType {
+        match node {
+            Node { link: Some(_), .. } => FileType::Symlink,
+            _ if node.record.is_dir() => FileType::Directory,
             _ => FileType::RegularFile,
         }
     }
 
-    fn attr(&self, ino: u64, r: &FileRecord) -> FileAttr {
-        let kind = self.kind(ino, r);
+    fn attr(&self, ino: u64) -> FileAttr {
         let node = &self.nodes[&ino];
+        let (kind, r) = (Self::kind(node), &node.record);
         let (size, perm) = match kind {
             FileType::Symlink => (node.link.as_ref().map_or(0, |l| l.len() as u64), 0o777),
             FileType::Directory => (r.default_stream.len(), 0o555),
@@ -124,10 +129,9 @@ impl CimFs {
         }
     }
 
-    /// The record of an inode, or the errno to answer with.
-    fn record(&self, ino: INodeNo) -> std::result::Result<(FileId, FileRecord), Errno> {
-        let id = self.id_of(ino).ok_or(Errno::ENOENT)?;
-        self.cim.record(id).map(|r| (id, r)).map_err(|e| self.failed(e))
+    /// The node of an inode, or the errno to answer with.
+    fn node(&self, ino: INodeNo) -> std::result::Result<&Node, Errno> {
+        self.nodes.get(&ino.0).ok_or(Errno::ENOENT)
     }
 
     fn failed(&self, e: Error) -> Errno {
@@ -138,26 +142,24 @@ impl CimFs {
 
 impl Filesystem for CimFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let found = (|| {
-            let (dir, r) = self.record(parent)?;
-            if !r.is_dir() {
+        let found = self.node(parent).and_then(|dir| {
+            if !dir.record.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
             let name = name.to_str().ok_or(Errno::ENOENT)?;
-            let id = self.cim.child(dir, name).map_err(|e| self.failed(e))?.ok_or(Errno::ENOENT)?;
-            let ino = Self::ino_of(self.cim.root(), id);
-            let r = self.cim.record(id).map_err(|e| self.failed(e))?;
-            Ok(self.attr(ino, &r))
-        })();
+            let upcase = self.cim.upcase();
+            let at = dir.entries.binary_search_by(|(n, _)| upcase.chars(n).cmp(upcase.chars(name)));
+            at.map(|i| dir.entries[i].1).map_err(|_| Errno::ENOENT)
+        });
         match found {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok(ino) => reply.entry(&TTL, &self.attr(ino), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.record(ino) {
-            Ok((_, r)) => reply.attr(&TTL, &self.attr(ino.0, &r)),
+        match self.node(ino) {
+            Ok(_) => reply.attr(&TTL, &self.attr(ino.0)),
             Err(e) => reply.error(e),
         }
     }
@@ -170,8 +172,8 @@ impl Filesystem for CimFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.record(ino) {
-            Ok((_, r)) if r.is_dir() => reply.error(Errno::EISDIR),
+        match self.node(ino) {
+            Ok(n) if n.record.is_dir() => reply.error(Errno::EISDIR),
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(e),
         }
@@ -188,10 +190,11 @@ impl Filesystem for CimFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let data = self.record(ino).and_then(|(_, r)| {
-            let mut buf = vec![0u8; (size as u64).min(r.default_stream.len().saturating_sub(offset)) as usize];
-            let n = self.cim.read_stream(&r.default_stream, offset, &mut buf).map_err(|e| self.failed(e))?;
-            buf.truncate(n);
+        let data = self.node(ino).and_then(|n| {
+            let stream = n.record.default_stream;
+            let mut buf = vec![0u8; (size as u64).min(stream.len().saturating_sub(offset)) as usize];
+            let got = self.cim.read_stream(&stream, offset, &mut buf).map_err(|e| self.failed(e))?;
+            buf.truncate(got);
             Ok(buf)
         });
         match data {
@@ -201,35 +204,24 @@ impl Filesystem for CimFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let listing = self.record(ino).and_then(|(id, r)| {
-            if !r.is_dir() {
-                return Err(Errno::ENOTDIR);
+        let dir = match self.node(ino) {
+            Ok(n) if n.record.is_dir() => n,
+            Ok(_) => return reply.error(Errno::ENOTDIR),
+            Err(e) => return reply.error(e),
+        };
+        let dots = [(ino.0, FileType::Directory, "."), (dir.parent, FileType::Directory, "..")];
+        let children = dir.entries.iter().map(|(name, child)| (*child, Self::kind(&self.nodes[child]), &**name));
+        for (i, (child, kind, name)) in dots.into_iter().chain(children).enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+                break;
             }
-            let mut all = vec![(ino.0, FileType::Directory, ".".to_string())];
-            all.push((self.nodes[&ino.0].parent, FileType::Directory, "..".to_string()));
-            for e in self.cim.dir(id).map_err(|e| self.failed(e))? {
-                let child = Self::ino_of(self.cim.root(), e.id);
-                let r = self.cim.record(e.id).map_err(|e| self.failed(e))?;
-                all.push((child, self.kind(child, &r), e.name));
-            }
-            Ok(all)
-        });
-        match listing {
-            Ok(all) => {
-                for (i, (child, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
-                    if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
-                        break;
-                    }
-                }
-                reply.ok();
-            }
-            Err(e) => reply.error(e),
         }
+        reply.ok();
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let value = self.record(ino).and_then(|(_, r)| {
-            let all = self.cim.xattrs(&r).map_err(|e| self.failed(e))?;
+        let value = self.node(ino).and_then(|n| {
+            let all = self.cim.xattrs(&n.record).map_err(|e| self.failed(e))?;
             all.into_iter().find(|(n, _)| OsStr::new(n) == name).map(|(_, v)| v).ok_or(Errno::ENODATA)
         });
         match value {
@@ -241,8 +233,8 @@ impl Filesystem for CimFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let names = self.record(ino).and_then(|(_, r)| {
-            let all = self.cim.xattrs(&r).map_err(|e| self.failed(e))?;
+        let names = self.node(ino).and_then(|n| {
+            let all = self.cim.xattrs(&n.record).map_err(|e| self.failed(e))?;
             Ok(all.into_iter().flat_map(|(n, _)| n.into_bytes().into_iter().chain([0])).collect::<Vec<u8>>())
         });
         match names {
