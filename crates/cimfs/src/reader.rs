@@ -152,7 +152,7 @@ impl Cim {
         cim.filesystem = cim.object(fs_at, "filesystem object")?;
         let fs = cim.filesystem;
         let count = fs.file_table_directory_length.get() as u64;
-        if count > (u32::MAX / FILES_PER_TABLE) as u64 + 1 {
+        if count > (u32::MAX / FILES_PER_TABLE) as u64 {
             return Err(bad(format!("{count} file tables hold more FileIDs than 32 bits can name")));
         }
         let ftd = cim.bytes(RegionOffset(fs.file_table_directory_offset.get()), count * 16, "file table directory")?;

@@ -236,6 +236,7 @@ pub struct CimWriter {
     dropped_attributes: BTreeMap<u32, (u64, String)>,
     summary: Summary,
     buf: Vec<u8>,
+    durable: bool,
 }
 
 impl CimWriter {
@@ -302,7 +303,15 @@ impl CimWriter {
             dropped_attributes: BTreeMap::new(),
             summary: Summary::default(),
             buf: vec![0u8; 256 << 10],
+            durable: true,
         })
+    }
+
+    /// Whether files are synced before the `.cim` is renamed into place (the default). Without
+    /// it, writing is faster, a process crash still leaves no image, but a power loss may
+    /// leave one whose regions lack data.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
     }
 
     /// The hash of a name in directory node `parent`, under the collation.
@@ -569,18 +578,15 @@ impl CimWriter {
         for list in &mut layer_children {
             list.sort_by_cached_key(|&i| self.upcase.key(&self.nodes[i].name));
         }
-        let mut next_id: FileId = match &self.parent {
-            Some(p) => p.tables().len() as u32 * FILES_PER_TABLE + 1,
-            None => 1,
-        };
+        // New FileIDs start at a whole table past the parent's (its last table stays shared).
+        let mut next_id = self.parent.as_ref().map_or(0, |p| p.tables().len() as u64 * FILES_PER_TABLE as u64);
         let mut new_id = || {
-            let id = next_id;
             next_id += 1;
-            id
+            FileId::try_from(next_id).map_err(|_| Error::Invalid("the image would need more than 2^32 FileIDs".into()))
         };
         let (root_id, root_parent) = match &self.parent {
             Some(p) => (p.root(), Some(p.root())),
-            None => (new_id(), None),
+            None => (new_id()?, None),
         };
         self.nodes[0].id = Some(root_id);
         let mut work = vec![(0usize, root_parent, root_id, root_id)];
@@ -625,14 +631,14 @@ impl CimWriter {
                     What::Object(r) if r.is_dir() && r.reparse_offset.get() == 0 => {
                         let (cid, from) = match existing_dir {
                             Some(pid) if !self.nodes[c].deleted => (pid, Some(pid)),
-                            _ => (new_id(), None),
+                            _ => (new_id()?, None),
                         };
                         self.nodes[c].id = Some(cid);
                         names.insert(key, (name, Child::Node(c)));
                         work.push((c, from, cid, id));
                     }
                     What::Object(_) => {
-                        self.nodes[c].id = Some(new_id());
+                        self.nodes[c].id = Some(new_id()?);
                         if self.has_objects(c, &layer_children) {
                             return Err(Error::Invalid(format!(
                                 "{}: has entries below it but is not a directory",
@@ -861,7 +867,9 @@ impl CimWriter {
         let guid = Guid::from_digest(id.finalize().as_bytes());
         for (n, c) in closed.into_iter().enumerate() {
             let path = self.dir.join(region_file_name(guid, n as u16));
-            c.region.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+            if self.durable {
+                c.region.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+            }
             c.region.persist(&path).map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
             // Object IDs are hints (every shared object is checked), so they need no sync.
             let ids = self.dir.join(objectid_file_name(guid, n as u16));
@@ -882,7 +890,7 @@ impl CimWriter {
         };
         let mut bytes = header.as_bytes().to_vec();
         parent_sets.iter().for_each(|s| bytes.extend_from_slice(s.as_bytes()));
-        commit_file(&self.dir, &self.target, &bytes)?;
+        commit_file(&self.dir, &self.target, &bytes, self.durable)?;
         self.summary.cim = self.target.clone();
         self.summary.region_set = guid.to_string();
         Ok(self.summary)
@@ -905,12 +913,14 @@ fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     builder.tempfile_in(dir).map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))
 }
 
-/// Writes the `.cim` through a synced temporary file renamed into place, never replacing an
-/// existing file: the commit of the image.
-fn commit_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes the `.cim` through a temporary file (synced when `durable`) renamed into place,
+/// never replacing an existing file: the commit of the image.
+fn commit_file(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let mut temp = temp_in(dir)?;
     temp.write_all(bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    if durable {
+        temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    }
     temp.persist_noclobber(path).map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
     Ok(())
 }

@@ -44,6 +44,10 @@ pub enum CimCommand {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Do not sync the files before the .cim is renamed into place: faster; a crash of
+        /// winlayer still leaves no image, but a power loss may leave a broken one.
+        #[arg(long)]
+        no_sync: bool,
         /// The image to write.
         #[arg(value_name = "OUT.cim")]
         out: PathBuf,
@@ -140,8 +144,10 @@ pub enum CimCommand {
 /// Runs a `cim` subcommand.
 pub fn run(command: CimCommand) -> Result<ExitCode> {
     match command {
-        CimCommand::Create { from, parent, base, owner, json, out } => {
-            create(&from, parent.as_deref(), base, &owner, json, &out)
+        CimCommand::Create { from, parent, base, owner, json, no_sync, out } => {
+            let mut writer = CimWriter::create(&out, parent.as_deref())?;
+            writer.set_durable(!no_sync);
+            create(writer, &from, base, &owner, json)
         }
         CimCommand::Ls { cim, path, recursive, json } => {
             ls(&open(&cim)?, path.as_deref().unwrap_or(""), recursive, json)
@@ -224,8 +230,7 @@ fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&mut dyn Write) 
     Ok(ExitCode::SUCCESS)
 }
 
-fn create(from: &Path, parent: Option<&Path>, base: bool, owner: &str, json: bool, out: &Path) -> Result<ExitCode> {
-    let mut writer = CimWriter::create(out, parent)?;
+fn create(mut writer: CimWriter, from: &Path, base: bool, owner: &str, json: bool) -> Result<ExitCode> {
     let meta = std::fs::metadata(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
     if meta.is_dir() {
         let progress = bar(None, "writing");
