@@ -765,12 +765,11 @@ impl CimWriter {
         let empty_dir = Stream::new(StreamType::LinkTable, self.meta.place(&empty)?, empty.len() as u64);
         let written: std::collections::HashSet<FileId> = records.iter().map(|(id, _)| *id).collect();
         for (n, node) in self.nodes.iter().enumerate() {
-            if let (What::Object(r), Some(id), Some(&container)) = (&node.what, node.id, dir_of.get(&n)) {
-                if !written.contains(&id) {
-                    let stream = if r.is_dir() { empty_dir } else { r.default_stream };
-                    records
-                        .push((id, FileRecord { default_stream: stream, parent_file_id: U32::new(container), ..*r }));
-                }
+            if let (What::Object(r), Some(id), Some(&container)) = (&node.what, node.id, dir_of.get(&n))
+                && !written.contains(&id)
+            {
+                let stream = if r.is_dir() { empty_dir } else { r.default_stream };
+                records.push((id, FileRecord { default_stream: stream, parent_file_id: U32::new(container), ..*r }));
             }
         }
         records.sort_unstable_by_key(|(id, _)| *id);
