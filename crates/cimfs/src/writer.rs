@@ -1,11 +1,12 @@
 //! Writes a classic CIM (format 2.0) from an entry stream, optionally forked from a parent CIM.
 //!
-//! File data goes straight from the source into the region files as entries arrive (shared by
-//! content: a BLAKE3 digest per object); only metadata is held until [`CimWriter::finish`],
-//! which merges the layer into the parent's view, writes the metadata region, the object-ID
-//! files and, last, the `.cim` itself, renamed into place so that a crash never leaves an
-//! image that looks complete. Region-set GUIDs derive from the content, so the same input
-//! gives byte-identical files.
+//! As entries arrive, file data goes straight from the source into the data regions (shared
+//! by content: a BLAKE3 digest per object) and security descriptors, EAs, reparse buffers and
+//! stream tables into the metadata region; only a 96-byte record and a name per object are
+//! held until [`CimWriter::finish`], which merges the layer into the parent's view, writes the
+//! directory and file tables, the object-ID files and, last, the `.cim` itself, renamed into
+//! place so that a crash never leaves an image that looks complete. Region-set GUIDs derive
+//! from the content, so the same input gives byte-identical files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
