@@ -2,8 +2,7 @@
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
 
 use cimfs::inspect::Stat;
 use cimfs::{Cim, CimSource, CimWriter};
@@ -180,6 +179,9 @@ pub fn run(command: CimCommand) -> Result<ExitCode> {
                 )
             })
         }
+        #[cfg(not(unix))]
+        CimCommand::Extract { .. } => Err(Error::Invalid("extract needs a Unix system (symlinks, xattrs)".into())),
+        #[cfg(unix)]
         CimCommand::Extract { cim, dir, xattrs } => {
             let done = cimfs::extract::extract(&open(&cim)?, &dir, xattrs)?;
             eprintln!(
@@ -204,9 +206,9 @@ pub fn run(command: CimCommand) -> Result<ExitCode> {
             write_sorted(collector, &output, compression.get())
         }
         #[cfg(target_os = "linux")]
-        CimCommand::Mount { cim, mountpoint, foreground } => mount(&cim, &mountpoint, foreground),
+        CimCommand::Mount { cim, mountpoint, foreground } => mounting::mount(&cim, &mountpoint, foreground),
         #[cfg(target_os = "linux")]
-        CimCommand::Umount { mountpoint } => umount(&mountpoint),
+        CimCommand::Umount { mountpoint } => mounting::umount(&mountpoint),
         #[cfg(not(target_os = "linux"))]
         CimCommand::Mount { .. } | CimCommand::Umount { .. } => {
             Err(Error::Invalid("mounting a CIM needs Linux (FUSE)".into()))
@@ -350,59 +352,68 @@ fn cat(cim: &Cim, path: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `cim mount` and `cim umount` (Linux only: FUSE).
 #[cfg(target_os = "linux")]
-/// Whether `dir` is a mountpoint (a different device from its parent).
-fn is_mounted(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
-    match (dev(dir), dev(&dir.join(".."))) {
-        (Some(a), Some(b)) => a != b,
-        _ => false,
-    }
-}
+mod mounting {
+    use std::path::Path;
+    use std::process::{Command, ExitCode, Stdio};
+    use std::time::{Duration, Instant};
 
-#[cfg(target_os = "linux")]
-fn mount(cim: &Path, mountpoint: &Path, foreground: bool) -> Result<ExitCode> {
-    if foreground {
-        cimfs::fuse::mount(open(cim)?, mountpoint)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    open(cim)?;
-    // Serve from a detached copy of this program; come back once the mount is up.
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().map_err(|e| Error::io("finding this program", e))?;
-    let mut child = Command::new(exe)
-        .args(["cim", "mount", "--foreground"])
-        .arg(cim)
-        .arg(mountpoint)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| Error::io("starting the FUSE server", e))?;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        if let Some(status) = child.try_wait().map_err(|e| Error::io("waiting for the FUSE server", e))? {
-            return Err(Error::Invalid(format!("the FUSE server ended ({status}) before the mount was up")));
+    use winlayer_core::{Error, Result};
+
+    use super::open;
+
+    /// Whether `dir` is a mountpoint (a different device from its parent).
+    fn is_mounted(dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        match (dev(dir), dev(&dir.join(".."))) {
+            (Some(a), Some(b)) => a != b,
+            _ => false,
         }
-        if is_mounted(mountpoint) {
+    }
+
+    pub fn mount(cim: &Path, mountpoint: &Path, foreground: bool) -> Result<ExitCode> {
+        if foreground {
+            cimfs::fuse::mount(open(cim)?, mountpoint)?;
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(Error::Invalid(format!("{} did not appear as a mount within 30 s", mountpoint.display())))
-}
-
-#[cfg(target_os = "linux")]
-fn umount(mountpoint: &Path) -> Result<ExitCode> {
-    for (tool, args) in [("fusermount3", &["-u"][..]), ("fusermount", &["-u"][..]), ("umount", &[][..])] {
-        let status = Command::new(tool).args(args).arg(mountpoint).stderr(Stdio::null()).status();
-        if status.is_ok_and(|s| s.success()) {
-            return Ok(ExitCode::SUCCESS);
+        open(cim)?;
+        // Serve from a detached copy of this program; come back once the mount is up.
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().map_err(|e| Error::io("finding this program", e))?;
+        let mut child = Command::new(exe)
+            .args(["cim", "mount", "--foreground"])
+            .arg(cim)
+            .arg(mountpoint)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::io("starting the FUSE server", e))?;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = child.try_wait().map_err(|e| Error::io("waiting for the FUSE server", e))? {
+                return Err(Error::Invalid(format!("the FUSE server ended ({status}) before the mount was up")));
+            }
+            if is_mounted(mountpoint) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        Err(Error::Invalid(format!("{} did not appear as a mount within 30 s", mountpoint.display())))
     }
-    Err(Error::Invalid(format!(
-        "could not unmount {} (tried fusermount3, fusermount and umount)",
-        mountpoint.display()
-    )))
+
+    pub fn umount(mountpoint: &Path) -> Result<ExitCode> {
+        for (tool, args) in [("fusermount3", &["-u"][..]), ("fusermount", &["-u"][..]), ("umount", &[][..])] {
+            let status = Command::new(tool).args(args).arg(mountpoint).stderr(Stdio::null()).status();
+            if status.is_ok_and(|s| s.success()) {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        Err(Error::Invalid(format!(
+            "could not unmount {} (tried fusermount3, fusermount and umount)",
+            mountpoint.display()
+        )))
+    }
 }
