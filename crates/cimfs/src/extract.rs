@@ -133,10 +133,15 @@ pub fn extract(cim: &Cim, dir: &Path, xattrs: bool) -> Result<Extracted> {
                 .open(&path)
                 .map_err(io_err(format!("creating {}", path.display())))?;
             let len = r.default_stream.len();
-            let copied = io::copy(&mut cim.reader(r.default_stream), &mut file)
-                .map_err(io_err(format!("writing {}", path.display())))?;
-            if copied != len {
-                return Err(Error::Invalid(format!("{}: {copied} of {len} bytes read", names.join("\\"))));
+            if r.default_stream.is_sparse() {
+                // All zeros, nothing stored: a hole of that size, not written zeros.
+                file.set_len(len).map_err(io_err(format!("sizing {}", path.display())))?;
+            } else {
+                let copied = io::copy(&mut cim.reader(r.default_stream), &mut file)
+                    .map_err(io_err(format!("writing {}", path.display())))?;
+                if copied != len {
+                    return Err(Error::Invalid(format!("{}: {copied} of {len} bytes read", names.join("\\"))));
+                }
             }
             file.flush().map_err(io_err(format!("writing {}", path.display())))?;
             file.set_times(times(r)).map_err(io_err(format!("setting times of {}", path.display())))?;

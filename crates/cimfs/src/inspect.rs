@@ -292,7 +292,8 @@ impl Cim {
             self.reparse(r)?;
             let streams = self.streams(r)?.into_iter().map(|(_, s)| s);
             let default = (!r.is_dir()).then_some(r.default_stream);
-            for s in default.into_iter().chain(streams) {
+            // Sparse streams store nothing to read (and may claim up to 256 TiB of zeros).
+            for s in default.into_iter().chain(streams).filter(|s| !s.is_sparse()) {
                 let mut pos = 0;
                 while pos < s.len() {
                     let n = self.read_stream(&s, pos, &mut buf)?;

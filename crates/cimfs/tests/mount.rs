@@ -114,3 +114,17 @@ fn extracted_fork_chain_shows_the_layers_applied_in_order() {
     let err = cimfs::extract::extract(&cimfs::Cim::open(&cim).unwrap(), &out, false).unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
 }
+
+#[test]
+fn sparse_files_extract_as_holes() {
+    let t = tempfile::tempdir().unwrap();
+    let mut l = Layer::default();
+    l.dir("Files").file_with("Files/sparse", &vec![0u8; 8 << 20], attrs::SPARSE_FILE | attrs::ARCHIVE, &[]);
+    create_layer(&l, &t.path().join("s.cim"), None);
+    let out = t.path().join("out");
+    cimfs::extract::extract(&cimfs::Cim::open(&t.path().join("s.cim")).unwrap(), &out, false).unwrap();
+    let m = std::fs::metadata(out.join("Files/sparse")).unwrap();
+    assert_eq!(m.len(), 8 << 20);
+    assert!(m.blocks() * 512 < 1 << 20, "{} bytes allocated for a hole", m.blocks() * 512);
+    assert!(std::fs::read(out.join("Files/sparse")).unwrap().iter().all(|&b| b == 0));
+}
