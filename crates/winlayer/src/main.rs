@@ -1,5 +1,6 @@
 //! `winlayer`: Windows container image layers on any OS.
 
+mod cim;
 mod cmdline;
 mod hive;
 mod io;
@@ -31,6 +32,10 @@ enum Command {
     /// Windows layer tars: list, check, rewrite canonically, build from a directory.
     #[command(subcommand)]
     Tar(tar::TarCommand),
+    /// CimFS images: create (from a tar or directory, forked or not), inspect, extract,
+    /// export as a layer tar, mount with FUSE.
+    #[command(subcommand)]
+    Cim(cim::CimCommand),
     /// VHDX virtual disks: create, inspect, check, resize, convert, scratch templates.
     #[command(subcommand)]
     Vhdx(vhdx::VhdxCommand),
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tar(command) => tar::run(command),
+        Command::Cim(command) => cim::run(command),
         Command::Vhdx(command) => vhdx::run(command),
         Command::Hive(command) => hive::run(command),
         Command::Cmdline(command) => cmdline::run(command),

@@ -270,7 +270,7 @@ fn normalize(input: &Path, output: &Path, compression: Compression) -> Result<Ex
 }
 
 /// Sorts, checks and writes a collected layer, showing progress.
-fn write_sorted(collector: Collector, output: &Path, compression: Compression) -> Result<ExitCode> {
+pub fn write_sorted(collector: Collector, output: &Path, compression: Compression) -> Result<ExitCode> {
     let sorted = collector.finish()?;
     let total = sorted.entries().map(|e| e.kind.data_len()).sum();
     let problems = sorted.check();
@@ -321,17 +321,22 @@ fn verify(input: &Path, json: bool) -> Result<ExitCode> {
     Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// `SOURCE_DATE_EPOCH`, when set: the latest time a directory source may carry.
+pub fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| Error::Invalid(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds"))),
+        Err(_) => Ok(None),
+    }
+}
+
 /// `tar from-dir`.
 fn from_dir(dir: &Path, output: &Path, base: bool, owner: &str, compression: Compression) -> Result<ExitCode> {
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => Some(
-            v.trim()
-                .parse::<i64>()
-                .map_err(|_| Error::Invalid(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")))?,
-        ),
-        Err(_) => None,
-    };
+    let options = DirOptions { base, owner: owner.to_string(), source_date_epoch: source_date_epoch()? };
     let mut collector = Collector::new();
-    DirSource::new(dir, DirOptions { base, owner: owner.to_string(), source_date_epoch }).send_to(&mut collector)?;
+    DirSource::new(dir, options).send_to(&mut collector)?;
     write_sorted(collector, output, compression)
 }

@@ -1,0 +1,91 @@
+//! The input format of the `cim_reader` fuzz target and its corpus test: one byte string
+//! holding a `.cim` and its region files, so a fuzzer can mutate headers, offsets and objects
+//! alike.
+//!
+//! Layout: u16 length `n`, then `n` bytes of `img.cim`, then the region files of every set
+//! the `.cim` lists (in global order), separated by [`SEPARATOR`]; missing ones are absent.
+
+use std::path::{Path, PathBuf};
+
+use crate::format::{FilesystemHeader, RegionSet, region_file_name};
+use zerocopy::FromBytes;
+
+/// Separates region files in the input.
+pub const SEPARATOR: &[u8] = b"\n--region--\n";
+/// At most this many region files are written (the rest of the input is ignored).
+const MAX_FILES: usize = 16;
+
+/// Writes the image described by `input` into `dir`; returns the `.cim` path.
+pub fn unpack(input: &[u8], dir: &Path) -> std::io::Result<PathBuf> {
+    let n = input.get(..2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let cim = input.get(2..2 + n).unwrap_or(input.get(2..).unwrap_or(&[]));
+    let path = dir.join("img.cim");
+    std::fs::write(&path, cim)?;
+    let rest = input.get(2 + n..).unwrap_or(&[]);
+    let mut names = Vec::new();
+    if let Ok((h, tail)) = FilesystemHeader::read_from_prefix(cim) {
+        let parents = (0..h.parent_count.get() as usize)
+            .filter_map(|i| RegionSet::read_from_prefix(tail.get(i * 24..)?).ok())
+            .map(|(s, _)| s);
+        for set in parents.chain([h.regions]) {
+            names.extend((0..set.count.get()).map(|i| region_file_name(set.id, i)).take(MAX_FILES));
+        }
+    }
+    let mut chunks = split(rest);
+    for name in names.into_iter().take(MAX_FILES) {
+        match chunks.next() {
+            Some(chunk) => std::fs::write(dir.join(name), chunk)?,
+            None => break,
+        }
+    }
+    Ok(path)
+}
+
+/// Builds an input from an image directory: the inverse of [`unpack`].
+pub fn pack(cim: &Path, regions: &[PathBuf]) -> std::io::Result<Vec<u8>> {
+    let head = std::fs::read(cim)?;
+    let mut out = (head.len() as u16).to_le_bytes().to_vec();
+    out.extend_from_slice(&head);
+    for (i, r) in regions.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(SEPARATOR);
+        }
+        out.extend_from_slice(&std::fs::read(r)?);
+    }
+    Ok(out)
+}
+
+fn split(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        match rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
+            Some(i) => {
+                let chunk = &rest[..i];
+                rest = &rest[i + SEPARATOR.len()..];
+                Some(chunk)
+            }
+            None => Some(std::mem::take(&mut rest)),
+        }
+    })
+}
+
+/// Opens the image in `input` and reads all of it, as the fuzz target does; any result is
+/// fine as long as it comes back.
+pub fn exercise(input: &[u8]) -> winlayer_core::Result<u64> {
+    let dir = tempfile::tempdir().map_err(|e| winlayer_core::Error::io("creating a directory", e))?;
+    let path = unpack(input, dir.path()).map_err(|e| winlayer_core::Error::io("writing the image", e))?;
+    let cim = crate::Cim::open(&path)?;
+    let bytes = cim.verify()?;
+    cim.info()?;
+    for name in ["Files", "files/a", "FILES\\Windows\\System32", "Files/link"] {
+        if let Some(id) = cim.find(name)? {
+            cim.stat(name, id)?;
+            cim.xattrs(&cim.record(id)?)?;
+        }
+    }
+    let mut sink = winlayer_core::Checker::new();
+    winlayer_core::LayerSource::send_to(crate::CimSource::new(&cim), &mut sink)?;
+    Ok(bytes)
+}

@@ -1,0 +1,419 @@
+//! `winlayer cim …`: thin commands over the cimfs crate.
+
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cimfs::inspect::Stat;
+use cimfs::{Cim, CimSource, CimWriter};
+use clap::Subcommand;
+use serde::Serialize;
+use wcow_tar::{Input, LayerReader, Mode};
+use winlayer_core::dir::{DirOptions, DirSource};
+use winlayer_core::{Collector, Error, LayerSource, Result};
+
+use crate::io::{WithProgress, bar};
+use crate::tar::{CompressionArgs, source_date_epoch, write_sorted};
+
+#[derive(Subcommand)]
+pub enum CimCommand {
+    /// Write a classic CIM (format 2.0) from a layer tar or a directory.
+    ///
+    /// The image is OUT.cim plus region_<guid>_<n> and objectid_<guid>_<n> files beside it;
+    /// the GUID derives from the content, so the same input gives the same bytes. With
+    /// --parent, the image is a fork: it lists the parent's region sets and stores only what
+    /// the layer adds or changes; whiteouts in a tar delete paths from the parent's view, hard
+    /// links may name files of the parent. A directory source gets the same default Windows
+    /// metadata as `tar from-dir` (and honours SOURCE_DATE_EPOCH). Attribute bits a CIM cannot
+    /// keep (anything but read-only, hidden, system, archive, sparse) are dropped with a
+    /// warning. OUT.cim is written last, so a failed run leaves no image behind.
+    Create {
+        /// A Windows layer tar (plain, gzip or zstd) or a directory.
+        #[arg(long, value_name = "SOURCE")]
+        from: PathBuf,
+        /// Fork from this CIM (in the same directory as OUT.cim).
+        #[arg(long, value_name = "PARENT.cim")]
+        parent: Option<PathBuf>,
+        /// Directory source only: make a base layer (no Hives/).
+        #[arg(long)]
+        base: bool,
+        /// Directory source only: owner of every object, a SID in SDDL form.
+        #[arg(long, default_value = "BA", value_name = "SDDL")]
+        owner: String,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Do not sync the files before the .cim is renamed into place: faster; a crash of
+        /// winlayer still leaves no image, but a power loss may leave a broken one.
+        #[arg(long)]
+        no_sync: bool,
+        /// The image to write.
+        #[arg(value_name = "OUT.cim")]
+        out: PathBuf,
+    },
+    /// List a directory of the merged view (the root by default).
+    ///
+    /// Columns: kind, attribute letters (see `tar ls --help`), size, last-write time, name
+    /// (and a link's target). Paths use '/' or '\' and are matched case-insensitively.
+    Ls {
+        /// The image.
+        cim: PathBuf,
+        /// A directory inside it.
+        path: Option<String>,
+        /// Recurse into subdirectories.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// One JSON array of objects (the fields of `stat --json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything about one path: FileID, attributes, times, security descriptor (SDDL),
+    /// EAs, reparse data, alternate streams and where its data lies.
+    Stat {
+        /// The image.
+        cim: PathBuf,
+        /// The path.
+        path: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file's data (or PATH:STREAM, an alternate data stream) to standard output.
+    Cat {
+        /// The image.
+        cim: PathBuf,
+        /// The file, optionally with `:stream`.
+        path: String,
+    },
+    /// Show the image's version, region sets, region files and what its tree holds.
+    Info {
+        /// The image.
+        cim: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the merged view as plain files into DIR (created; must be empty).
+    ///
+    /// Symlinks and junctions become symlinks (targets on the container's drive, C:\…, made
+    /// relative inside DIR). Nothing is written outside DIR: no link is followed and names
+    /// that could climb out are refused. Alternate streams and Windows metadata are kept only
+    /// with --xattrs (as user.windows.* extended attributes; streams up to 64 KiB).
+    Extract {
+        /// The image.
+        cim: PathBuf,
+        /// Where to extract.
+        dir: PathBuf,
+        /// Keep Windows metadata and streams as user.windows.* extended attributes.
+        #[arg(long)]
+        xattrs: bool,
+    },
+    /// Write the merged view as a canonical Windows layer tar (all metadata, hard links and
+    /// streams; `tar -> cim -> tar` gives the canonical form of the input).
+    Export {
+        /// The image.
+        cim: PathBuf,
+        /// Where to write the tar, or '-'.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        compression: CompressionArgs,
+    },
+    /// Mount the merged view read-only with FUSE (Linux; as root, or with fusermount3).
+    ///
+    /// Hard links are one inode; symlinks and junctions are symlinks; Windows metadata is in
+    /// user.windows.* extended attributes (getfattr -d -m - FILE). Names are looked up
+    /// case-insensitively. Returns once the mount is up; `winlayer cim umount` ends it.
+    Mount {
+        /// The image.
+        cim: PathBuf,
+        /// An existing directory.
+        mountpoint: PathBuf,
+        /// Serve in the foreground until unmounted.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Unmount a `cim mount`.
+    Umount {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+    },
+}
+
+/// Runs a `cim` subcommand.
+pub fn run(command: CimCommand) -> Result<ExitCode> {
+    match command {
+        CimCommand::Create { from, parent, base, owner, json, no_sync, out } => {
+            let mut writer = CimWriter::create(&out, parent.as_deref())?;
+            writer.set_durable(!no_sync);
+            create(writer, &from, base, &owner, json)
+        }
+        CimCommand::Ls { cim, path, recursive, json } => {
+            ls(&open(&cim)?, path.as_deref().unwrap_or(""), recursive, json)
+        }
+        CimCommand::Stat { cim, path, json } => {
+            let cim = open(&cim)?;
+            let stat = cim.stat(&path, cim.resolve(&path)?)?;
+            print(json, &stat, |out| write_stat(out, &stat))
+        }
+        CimCommand::Cat { cim, path } => cat(&open(&cim)?, &path),
+        CimCommand::Info { cim, json } => {
+            let info = open(&cim)?.info()?;
+            print(json, &info, |out| {
+                writeln!(out, "{} (format {}), root FileID {}", info.cim, info.version, info.root_id)?;
+                for s in &info.region_sets {
+                    writeln!(
+                        out,
+                        "  {} region set {}: {} region(s) from index {}",
+                        s.role, s.guid, s.regions, s.first_index
+                    )?;
+                }
+                for (i, r) in info.regions.iter().enumerate() {
+                    writeln!(out, "  region {i}: {} ({:?}, {} bytes)", r.file, r.kind, r.bytes)?;
+                }
+                let c = &info.counts;
+                writeln!(
+                    out,
+                    "  {} file table(s); {} names: {} directories, {} files ({} bytes), {} reparse points, {} streams",
+                    info.file_tables, c.names, c.directories, c.files, c.file_bytes, c.reparse_points, c.streams
+                )
+            })
+        }
+        #[cfg(not(unix))]
+        CimCommand::Extract { .. } => Err(Error::Invalid("extract needs a Unix system (symlinks, xattrs)".into())),
+        #[cfg(unix)]
+        CimCommand::Extract { cim, dir, xattrs } => {
+            let done = cimfs::extract::extract(&open(&cim)?, &dir, xattrs)?;
+            eprintln!(
+                "winlayer: {} directories, {} files ({} bytes), {} hard links, {} symlinks{}",
+                done.directories,
+                done.files,
+                done.bytes,
+                done.hard_links,
+                done.symlinks,
+                if done.streams_skipped > 0 {
+                    format!("; {} alternate stream(s) not kept", done.streams_skipped)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CimCommand::Export { cim, output, compression } => {
+            let cim = open(&cim)?;
+            let mut collector = Collector::new();
+            CimSource::new(&cim).send_to(&mut collector)?;
+            write_sorted(collector, &output, compression.get())
+        }
+        #[cfg(target_os = "linux")]
+        CimCommand::Mount { cim, mountpoint, foreground } => mounting::mount(&cim, &mountpoint, foreground),
+        #[cfg(target_os = "linux")]
+        CimCommand::Umount { mountpoint } => mounting::umount(&mountpoint),
+        #[cfg(not(target_os = "linux"))]
+        CimCommand::Mount { .. } | CimCommand::Umount { .. } => {
+            Err(Error::Invalid("mounting a CIM needs Linux (FUSE)".into()))
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<Cim> {
+    Cim::open(path)
+}
+
+/// Prints `value` as JSON or through `text`.
+fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<ExitCode> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from).and_then(|_| writeln!(out))
+    } else {
+        text(&mut out)
+    };
+    written.and_then(|_| out.flush()).map_err(|e| Error::io("writing to standard output", e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn create(mut writer: CimWriter, from: &Path, base: bool, owner: &str, json: bool) -> Result<ExitCode> {
+    let meta = std::fs::metadata(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
+    if meta.is_dir() {
+        let progress = bar(None, "writing");
+        let options = DirOptions { base, owner: owner.to_string(), source_date_epoch: source_date_epoch()? };
+        DirSource::new(from, options).send_to(&mut WithProgress { inner: &mut writer, bar: &progress })?;
+        progress.finish_and_clear();
+    } else {
+        let input = Input::open(from).map_err(|e| Error::io(format!("opening {}", from.display()), e))?;
+        let progress = bar(input.remaining(), "writing");
+        let mut reader = LayerReader::new(input, Mode::Strict);
+        reader.read_into(&mut WithProgress { inner: &mut writer, bar: &progress })?;
+        progress.finish_and_clear();
+        reader.problems().iter().for_each(|p| eprintln!("winlayer: {p}"));
+    }
+    let summary = writer.finish()?;
+    summary.warnings.iter().for_each(|p| eprintln!("winlayer: {p}"));
+    print(json, &summary, |o| {
+        writeln!(
+            o,
+            "{}: region set {}; {} records, {} hard links, {} streams, {} deleted; {} of {} data bytes stored",
+            summary.cim.display(),
+            summary.region_set,
+            summary.records,
+            summary.hard_links,
+            summary.streams,
+            summary.deleted,
+            summary.stored_bytes,
+            summary.data_bytes
+        )
+    })
+}
+
+fn write_stat(out: &mut dyn Write, s: &Stat) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}  FileID {} ({}), parent {}",
+        if s.path.is_empty() { "\\" } else { &s.path },
+        s.id,
+        s.kind,
+        s.parent_id
+    )?;
+    writeln!(
+        out,
+        "  size {}  attributes {} (0x{:08x})  data: {}",
+        s.size, s.attribute_letters, s.attributes, s.placement
+    )?;
+    let t = &s.times;
+    writeln!(out, "  created {}  modified {}  accessed {}  changed {}", t.created, t.modified, t.accessed, t.changed)?;
+    if let Some(sd) = &s.security {
+        writeln!(out, "  security {sd}")?;
+    }
+    for (name, len) in &s.eas {
+        writeln!(out, "  ea {name} ({len} bytes)")?;
+    }
+    if let Some(r) = &s.reparse {
+        writeln!(out, "  reparse tag {} target {}", r.tag, r.target.as_deref().unwrap_or("-"))?;
+    }
+    for (name, len) in &s.streams {
+        writeln!(out, "  stream :{name} ({len} bytes)")?;
+    }
+    Ok(())
+}
+
+fn ls(cim: &Cim, path: &str, recursive: bool, json: bool) -> Result<ExitCode> {
+    let start = cim.resolve(path)?;
+    let prefix: Vec<String> = path.split(['/', '\\']).filter(|p| !p.is_empty()).map(String::from).collect();
+    let mut stats = Vec::new();
+    if recursive {
+        cim.walk_from(start, &prefix, |names, id, _| {
+            stats.push(cim.stat(&names.join("\\"), id)?);
+            Ok(())
+        })?;
+    } else {
+        let mut children = cim.dir(start)?;
+        children.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in children {
+            let names = [prefix.as_slice(), &[c.name]].concat();
+            stats.push(cim.stat(&names.join("\\"), c.id)?);
+        }
+    }
+    print(json, &stats, |out| {
+        for s in &stats {
+            let target =
+                s.reparse.as_ref().and_then(|r| r.target.as_ref()).map(|t| format!(" -> {t}")).unwrap_or_default();
+            writeln!(
+                out,
+                "{:<8} {:<6} {:>12} {:<28} {}{target}",
+                s.kind, s.attribute_letters, s.size, s.times.modified, s.path
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn cat(cim: &Cim, path: &str) -> Result<ExitCode> {
+    let (file, stream) = match path.rsplit_once(':') {
+        Some((f, s)) if !s.contains(['/', '\\']) => (f, Some(s)),
+        _ => (path, None),
+    };
+    let record = cim.record(cim.resolve(file)?)?;
+    let data = match stream {
+        None if record.is_dir() => return Err(Error::Invalid(format!("{file} is a directory"))),
+        None => record.default_stream,
+        Some(name) => {
+            let key = cim.upcase().key(name);
+            cim.streams(&record)?
+                .into_iter()
+                .find(|(n, _)| cim.upcase().key(n) == key)
+                .map(|(_, s)| s)
+                .ok_or_else(|| Error::Invalid(format!("{file} has no stream {name:?}")))?
+        }
+    };
+    let mut out = io::stdout().lock();
+    io::copy(&mut cim.reader(data), &mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("writing to standard output", e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cim mount` and `cim umount` (Linux only: FUSE).
+#[cfg(target_os = "linux")]
+mod mounting {
+    use std::path::Path;
+    use std::process::{Command, ExitCode, Stdio};
+    use std::time::{Duration, Instant};
+
+    use winlayer_core::{Error, Result};
+
+    use super::open;
+
+    /// Whether `dir` is a mountpoint (a different device from its parent).
+    fn is_mounted(dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        match (dev(dir), dev(&dir.join(".."))) {
+            (Some(a), Some(b)) => a != b,
+            _ => false,
+        }
+    }
+
+    pub fn mount(cim: &Path, mountpoint: &Path, foreground: bool) -> Result<ExitCode> {
+        if foreground {
+            cimfs::fuse::mount(open(cim)?, mountpoint)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        open(cim)?;
+        // Serve from a detached copy of this program; come back once the mount is up.
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().map_err(|e| Error::io("finding this program", e))?;
+        let mut child = Command::new(exe)
+            .args(["cim", "mount", "--foreground"])
+            .arg(cim)
+            .arg(mountpoint)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::io("starting the FUSE server", e))?;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = child.try_wait().map_err(|e| Error::io("waiting for the FUSE server", e))? {
+                return Err(Error::Invalid(format!("the FUSE server ended ({status}) before the mount was up")));
+            }
+            if is_mounted(mountpoint) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(Error::Invalid(format!("{} did not appear as a mount within 30 s", mountpoint.display())))
+    }
+
+    pub fn umount(mountpoint: &Path) -> Result<ExitCode> {
+        for (tool, args) in [("fusermount3", &["-u"][..]), ("fusermount", &["-u"][..]), ("umount", &[][..])] {
+            let status = Command::new(tool).args(args).arg(mountpoint).stderr(Stdio::null()).status();
+            if status.is_ok_and(|s| s.success()) {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        Err(Error::Invalid(format!(
+            "could not unmount {} (tried fusermount3, fusermount and umount)",
+            mountpoint.display()
+        )))
+    }
+}
