@@ -1,6 +1,7 @@
 //! `winlayer`: Windows container image layers on any OS.
 
 mod io;
+mod serve;
 mod tar;
 mod vhdx;
 
@@ -31,6 +32,12 @@ enum Command {
     /// VHDX virtual disks: create, inspect, check, resize, convert, scratch templates.
     #[command(subcommand)]
     Vhdx(vhdx::VhdxCommand),
+    /// Serve containerd's snapshots API as a proxy plugin (windows, cimfs or linux layout).
+    ///
+    /// containerd reaches it through `[proxy_plugins.NAME] type = "snapshot"`, `address = ADDR`.
+    /// Metadata lives in ROOT/metadata.redb, snapshots in ROOT/snapshots/<id>. Stops cleanly on
+    /// SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tar(command) => tar::run(command),
         Command::Vhdx(command) => vhdx::run(command),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,
