@@ -74,7 +74,7 @@ func TestProxySnapshotter(t *testing.T) {
 			cmd.Wait()
 			return nil, nil, fmt.Errorf("dialing %s: %w", sock, err)
 		}
-		sn := proxy.NewSnapshotter(snapshotsapi.NewSnapshotsClient(conn), "winlayer")
+		sn := maybeExtractionKeys(proxy.NewSnapshotter(snapshotsapi.NewSnapshotsClient(conn), "winlayer"))
 		cleanup := func() error {
 			conn.Close()
 			// A clean shutdown is part of the contract: SIGTERM, exit status 0, socket gone.
@@ -98,6 +98,6 @@ func TestThroughContainerd(t *testing.T) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return client.SnapshotService(name), client.Close, nil
+		return maybeExtractionKeys(client.SnapshotService(name)), client.Close, nil
 	})
 }

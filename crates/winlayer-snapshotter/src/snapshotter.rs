@@ -158,11 +158,15 @@ impl Snapshotter {
         let mut made: Option<PathBuf> = None;
         let result = self.store.write(|tx| {
             let record = tx.create(kind, key, parent, labels)?;
-            let staging = self.layout.staging_dir(record.id);
+            let (staging, dir) = (self.layout.staging_dir(record.id), self.layout.dir(record.id));
+            // The ID is unused by any committed snapshot: whatever carries it is the leftover
+            // of an aborted attempt whose own cleanup failed.
+            for leftover in [&staging, &dir] {
+                remove_path(leftover).map_err(|e| Error::io("removing leftover", leftover, e))?;
+            }
             fs::create_dir(&staging).map_err(|e| Error::io("creating", &staging, e))?;
             made = Some(staging.clone());
             self.layout.build(&staging, kind, key, &record.parent_ids, labels, &*self.scratch)?;
-            let dir = self.layout.dir(record.id);
             fs::rename(&staging, &dir).map_err(|e| Error::io("renaming into place", &dir, e))?;
             made = Some(dir);
             Ok(record)
