@@ -90,11 +90,12 @@ func upper(mounts []mount.Mount) string {
 }
 
 // TestChurn runs Prepare (writing a file into the new layer), Commit and Remove from several
-// clients until the daemon goes away (the script kills it) or CHURN_SECONDS pass.
+// clients until the daemon goes away (the script kills it), for 20 seconds at most.
 func TestChurn(t *testing.T) {
 	ctx, sn, done := dial(t)
 	defer done()
 	deadline := time.Now().Add(20 * time.Second)
+	run := time.Now().UnixNano() // keys differ from one run (one kill) to the next
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
@@ -107,12 +108,12 @@ func TestChurn(t *testing.T) {
 				if len(committed) > 0 && rng.Intn(2) == 0 {
 					parent = committed[rng.Intn(len(committed))]
 				}
-				key := fmt.Sprintf("churn-%d-%d", w, i)
+				key := fmt.Sprintf("churn-%d-%d-%d", run, w, i)
 				mounts, err := sn.Prepare(ctx, key, parent)
 				if err != nil {
 					return // the daemon is gone
 				}
-				os.WriteFile(upper(mounts)+"/file", []byte(key), 0o644)
+				os.WriteFile(upper(mounts)+"/file", []byte(strings.Repeat(key, 1000)), 0o644)
 				name := key + "-committed"
 				if err := sn.Commit(ctx, name, key); err != nil {
 					return
