@@ -79,6 +79,33 @@ impl Selector {
     }
 }
 
+/// Compiles a `~=` expression, refusing what Go's `regexp` refuses although Rust's accepts it:
+/// stacked repetition operators (`a**`) and repeat counts above 1000.
+fn compile_like_go(pattern: &str) -> Option<regex::bytes::Regex> {
+    fn go_accepts(ast: &regex_syntax::ast::Ast) -> bool {
+        use regex_syntax::ast::{Ast, RepetitionKind, RepetitionRange};
+        match ast {
+            Ast::Repetition(r) => {
+                let counts_ok = match &r.op.kind {
+                    RepetitionKind::Range(RepetitionRange::Exactly(n) | RepetitionRange::AtLeast(n)) => *n <= 1000,
+                    RepetitionKind::Range(RepetitionRange::Bounded(m, n)) => *m <= 1000 && *n <= 1000,
+                    _ => true,
+                };
+                counts_ok && !matches!(*r.ast, Ast::Repetition(_)) && go_accepts(&r.ast)
+            }
+            Ast::Group(g) => go_accepts(&g.ast),
+            Ast::Alternation(a) => a.asts.iter().all(go_accepts),
+            Ast::Concat(c) => c.asts.iter().all(go_accepts),
+            _ => true,
+        }
+    }
+    let ast = regex_syntax::ast::parse::Parser::new().parse(pattern).ok()?;
+    if !go_accepts(&ast) {
+        return None;
+    }
+    regex::bytes::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).build().ok()
+}
+
 /// containerd's snapshot adaptor: kind, name, parent (always present) and labels.
 fn field<'a>(info: &'a Info, path: &[String]) -> Option<&'a str> {
     match path.first()?.as_str() {
@@ -128,8 +155,11 @@ impl<'a> Scanner<'a> {
         let c = self.input[self.ppos..].chars().next()?;
         self.pos = self.ppos;
         self.ppos += c.len_utf8();
-        if c == '\0' {
-            self.error("unexpected null");
+        // Go decodes U+FFFD as its "rune error"; both it and NUL are illegal.
+        match c {
+            '\0' => self.error("unexpected null"),
+            '\u{fffd}' => self.error("rune error"),
+            _ => {}
         }
         Some(c)
     }
@@ -153,7 +183,7 @@ impl<'a> Scanner<'a> {
             };
             let pos = self.pos;
             let token = match c {
-                '\0' => return (pos, Token::Illegal, ""),
+                c if is_illegal(c) => return (pos, Token::Illegal, ""),
                 '/' | '|' | '"' => {
                     if self.scan_quoted(c) {
                         Token::Quoted
@@ -198,7 +228,11 @@ impl<'a> Scanner<'a> {
         let mut c = self.next();
         while c != Some(quote) {
             match c {
-                None | Some('\n' | '\0') => {
+                None | Some('\n') => {
+                    self.error("quoted literal not terminated");
+                    return false;
+                }
+                Some(c) if is_illegal(c) => {
                     self.error("quoted literal not terminated");
                     return false;
                 }
@@ -250,6 +284,11 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Characters Go's scanner turns into its illegal token.
+fn is_illegal(c: char) -> bool {
+    c == '\0' || c == '\u{fffd}'
+}
+
 fn is_field_char(c: char) -> bool {
     c == '_' || c.is_ascii_alphanumeric()
 }
@@ -257,7 +296,7 @@ fn is_field_char(c: char) -> bool {
 /// Go's `isValueRune`: graphic characters other than the comma. Go's "graphic" also excludes
 /// format and private-use characters, which this treats as value characters.
 fn is_value_char(c: char) -> bool {
-    c != ',' && !c.is_whitespace() && !c.is_control()
+    c != ',' && !c.is_whitespace() && !c.is_control() && !is_illegal(c)
 }
 
 struct Parser<'a> {
@@ -313,11 +352,7 @@ impl Parser<'_> {
         let test = match op {
             "==" => Test::Equal(value),
             "!=" => Test::NotEqual(value),
-            _ => Test::Matches(
-                std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|re| regex::bytes::RegexBuilder::new(re).size_limit(REGEX_SIZE_LIMIT).build().ok()),
-            ),
+            _ => Test::Matches(std::str::from_utf8(&value).ok().and_then(compile_like_go)),
         };
         Ok(Selector { fieldpath, test })
     }
@@ -497,8 +532,13 @@ mod tests {
         assert_eq!(names(&[r"name~=/c\/d/"], &all), ["c/d"]);
         assert_eq!(names(&["name~=|^c/|"], &all), ["c/d"]);
         assert_eq!(names(&[" name == c/d"], &all), ["c/d"]);
-        // An expression that does not compile matches nothing, as in containerd.
+        // An expression that does not compile matches nothing, as in containerd; Go's regexp
+        // refuses stacked repetitions and counts above 1000, which Rust's would accept.
         assert_eq!(names(&["name~=("], &all), Vec::<String>::new());
+        assert_eq!(names(&["name~=c**"], &all), Vec::<String>::new());
+        assert_eq!(names(&["name~=c{1001}"], &all), Vec::<String>::new());
+        assert_eq!(names(&["name~=^(c*)*/"], &all), ["c/d"]);
+        assert_eq!(names(&["name~=c*?"], &all), ["a b", "c/d"]);
     }
 
     #[test]
@@ -523,6 +563,9 @@ mod tests {
             r#"name=="\400""#,
             "name==\0",
             "\0",
+            "name==\u{fffd}",
+            "name\u{fffd}==x",
+            "name==\"\u{fffd}\"",
             "(name)",
             "name==.x",
             r#""a\u12"==x"#,

@@ -93,7 +93,17 @@ impl Snapshotter {
         for dir in layout.fixed_dirs() {
             create_private_dir(&dir)?;
         }
-        let store = Store::open(&root.join(DATABASE), mode.name())?;
+        let database = root.join(DATABASE);
+        // redb starts afresh in an empty file; beside existing snapshots that would make every
+        // directory an orphan for Cleanup to delete.
+        let emptied = fs::metadata(&database).is_ok_and(|m| m.len() == 0);
+        if emptied && fs::read_dir(layout.snapshots_dir()).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(Error::internal(format!(
+                "metadata database {} is empty but snapshots exist: refusing to start",
+                database.display()
+            )));
+        }
+        let store = Store::open(&database, mode.name())?;
         let snapshotter = Snapshotter { layout, store, scratch, dirs: RwLock::new(()) };
         snapshotter.recover()?;
         Ok(snapshotter)
