@@ -77,11 +77,11 @@ for mode in windows cimfs; do
     WINLAYER_BIN=$winlayer WINLAYER_MODE=$mode WINLAYER_EXTRACTION_KEYS=1
 done
 
-# serve MODE: starts `winlayer serve` for MODE on $work/MODE.sock with root $work/MODE.
+# serve [NAME-]MODE: starts `winlayer serve` for MODE on $work/NAME-MODE.sock, root $work/NAME-MODE.
 declare -A serve_pid
 serve() {
   rm -f $work/$1.sock
-  $winlayer serve --mode $1 --root $work/$1 --address $work/$1.sock 2>>$work/$1.log &
+  $winlayer serve --mode ${1#*-} --root $work/$1 --address $work/$1.sock 2>>$work/$1.log &
   serve_pid[$1]=$!
   pids+=($!)
   for _ in $(seq 200); do [ -S $work/$1.sock ] && return; sleep 0.05; done
@@ -97,6 +97,14 @@ stop() {
     [ ! -e $work/$1.sock ] || die "winlayer serve --mode $1 left its socket behind"
   fi
 }
+
+echo "-- List filters against containerd's own filter parser (the fuzz corpus, fuzz/corpus/snapshot_filter)"
+serve oracle-linux
+out=$(WINLAYER_SOCKET=$work/oracle-linux.sock WINLAYER_FILTER_CORPUS=$repo/fuzz/corpus/snapshot_filter \
+  $suite -test.v -test.run '^TestFilterOracle$' 2>&1) || die "filters disagree with containerd's: $(grep -v level=error <<<"$out")"
+ok "$(grep -oE '[0-9]+ corpus files agree.*' <<<"$out")"
+stop oracle-linux TERM
+
 for mode in linux windows cimfs; do serve $mode; done
 
 mkdir -p $work/ctrd
