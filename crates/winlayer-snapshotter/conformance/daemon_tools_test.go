@@ -39,18 +39,24 @@ func dial(t *testing.T) (context.Context, snapshots.Snapshotter, func()) {
 	return ctx, proxy.NewSnapshotter(snapshotsapi.NewSnapshotsClient(conn), "winlayer"), func() { conn.Close() }
 }
 
+// walkAll lists every snapshot (the plugin's List).
+func walkAll(ctx context.Context, t *testing.T, sn snapshots.Snapshotter, filters ...string) []snapshots.Info {
+	var infos []snapshots.Info
+	if err := sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		infos = append(infos, info)
+		return nil
+	}, filters...); err != nil {
+		t.Fatal(err)
+	}
+	return infos
+}
+
 // TestDump prints every snapshot the plugin stores (its List), one JSON object per line,
 // with its usage and, for active and view snapshots, its mounts.
 func TestDump(t *testing.T) {
 	ctx, sn, done := dial(t)
 	defer done()
-	var infos []snapshots.Info
-	if err := sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		infos = append(infos, info)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	infos := walkAll(ctx, t, sn)
 	for _, info := range infos {
 		usage, err := sn.Usage(ctx, info.Name)
 		if err != nil {
@@ -139,13 +145,7 @@ func TestChurn(t *testing.T) {
 func TestConsistent(t *testing.T) {
 	ctx, sn, done := dial(t)
 	defer done()
-	var infos []snapshots.Info
-	if err := sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		infos = append(infos, info)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	infos := walkAll(ctx, t, sn)
 	for _, info := range infos {
 		if info.Parent != "" {
 			if p, err := sn.Stat(ctx, info.Parent); err != nil || p.Kind != snapshots.KindCommitted {

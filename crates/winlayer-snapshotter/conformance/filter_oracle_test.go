@@ -32,8 +32,7 @@ func TestFilterOracle(t *testing.T) {
 	mustDo(err)
 	_, err = sn.View(ctx, "v", "p")
 	mustDo(err)
-	var all []snapshots.Info
-	mustDo(sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error { all = append(all, i); return nil }))
+	all := walkAll(ctx, t, sn)
 
 	files, err := filepath.Glob(filepath.Join(env(t, "WINLAYER_FILTER_CORPUS"), "*"))
 	mustDo(err)

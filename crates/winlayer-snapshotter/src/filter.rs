@@ -580,7 +580,6 @@ mod tests {
 
     #[test]
     fn huge_regex_fails_closed() {
-        let bad = format!("name~=(a{{1000}}){{1000}}");
-        assert_eq!(names(&[bad.as_str()], &[info("a", "", Kind::Active, &[])]), Vec::<String>::new());
+        assert_eq!(names(&["name~=(a{1000}){1000}"], &[info("a", "", Kind::Active, &[])]), Vec::<String>::new());
     }
 }
