@@ -17,8 +17,9 @@ if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 gosrc=/usr/share/gocode/src/github.com/containerd/containerd
-for tool in containerd ctr go; do
-  command -v $tool >/dev/null || { echo "snapshotter suite: $tool is missing (scripts/deps/apt-snapshotter.txt)"; exit 1; }
+for tool in containerd ctr go mkntfs; do
+  PATH=$PATH:/usr/sbin:/sbin command -v $tool >/dev/null ||
+    { echo "snapshotter suite: $tool is missing (scripts/deps/apt-snapshotter.txt)"; exit 1; }
 done
 [ -d $gosrc/snapshots/testsuite ] ||
   { echo "snapshotter suite: golang-github-containerd-containerd-dev is missing (scripts/deps/apt-snapshotter.txt)"; exit 1; }
@@ -249,13 +250,21 @@ expect_eq "view: ro, parents immediate first" "$(json 'd[0]["Options"]' <<<"$out
   "['ro', 'parentLayerPaths=[\"$l2_dir\",\"$base_dir\"]']"
 expect_eq "mounts returns the same" "$($S mounts /x "extract-2 inspect")" \
   "mount -t windows-layer $(json 'd[0]["Source"]' <<<"$out") /x -o ro,parentLayerPaths=[\"$l2_dir\",\"$base_dir\"]"
-expect_fail "a container scratch is refused until scratch disks exist" "sandbox.vhdx.*not yet supported" \
-  $S prepare ctr1 sha256:l2
-expect_eq "ls" "$($S ls | awk 'NR>1 {print $NF}' | sort | tr '\n' ' ')" "Committed Committed View "
+expect_fail "a container scratch needs the base layer's blank.vhdx" "has no blank.vhdx" $S prepare ctr1 sha256:l2
+# What Windows' base layer import leaves in a base layer: the blank.vhdx pair.
+$winlayer vhdx scratch-template $base_dir >/dev/null
+out=$($S prepare --mounts ctr1 sha256:l2)
+ctr1_dir=$(json 'd[0]["Source"]' <<<"$out")
+expect_eq "a container scratch: rw, parents immediate first" "$(json 'd[0]["Options"]' <<<"$out")" \
+  "['rw', 'parentLayerPaths=[\"$l2_dir\",\"$base_dir\"]']"
+$winlayer vhdx check $ctr1_dir/sandbox.vhdx >/dev/null &&
+  ok "its sandbox.vhdx is a whole VHDX over the base layer's blank-base.vhdx (winlayer vhdx check)" ||
+  die "sandbox.vhdx: $($winlayer vhdx check $ctr1_dir/sandbox.vhdx)"
+expect_eq "ls" "$($S ls | awk 'NR>1 {print $NF}' | sort | tr '\n' ' ')" "Active Committed Committed View "
 $S label sha256:l2 containerd.io/snapshot/x=y >/dev/null
 expect_eq "label reaches the plugin" "$(plugin windows | grep -c '"containerd.io/snapshot/x":"y"')" "1"
-expect_eq "tree" "$($S tree | tr -s ' \n' ' ')" " base \\_ sha256:l2 \\_ extract-2 inspect "
-gc_then_cleanup windows "extract-2 inspect" sha256:l2 base
+expect_eq "tree" "$($S tree | tr -s ' \n' ' ')" " base \\_ sha256:l2 \\_ ctr1 \\_ extract-2 inspect "
+gc_then_cleanup windows ctr1 "extract-2 inspect" sha256:l2 base
 
 echo "-- ctr snapshots scenarios, cimfs mode"
 S="ctr --address $ctrd snapshots --snapshotter winlayer-cimfs"
@@ -273,15 +282,23 @@ c_id=$(basename $(json 'd[0]["Source"]' <<<"$out"))
 expect_eq "extraction on a parent: parentLayerPaths and parentCimPaths" "$(json 'd[0]["Options"]' <<<"$out")" \
   "['rw', 'cimpath=$cims/$c_id.cim', 'parentLayerPaths=[\"$b_dir\"]', 'parentCimPaths=[\"$cims/$b_id.cim\"]']"
 $S commit sha256:c "extract-2 sha256:c"
-expect_fail "a container scratch is refused until scratch disks exist" "sandbox.vhdx.*not yet supported" \
-  $S prepare ctr1 sha256:c
+out=$($S prepare --mounts ctr1 sha256:c)
+ctr1_dir=$(json 'd[0]["Source"]' <<<"$out")
+expect_eq "a container scratch: rw, its own cimpath, both parent lists" \
+  "$(json 'd[0]["Options"][0], d[0]["Options"][2].count(","), d[0]["Options"][3].count(",")' <<<"$out")" "rw 1 1"
+$winlayer vhdx check $ctr1_dir/sandbox.vhdx >/dev/null &&
+  [ -f $work/cimfs/blank-base.vhdx ] && [ -f $work/cimfs/blank.vhdx ] &&
+  ok "its sandbox.vhdx is a whole copy of the root's blank.vhdx over blank-base.vhdx (winlayer vhdx check)" ||
+  die "cimfs scratch: $(ls $work/cimfs) $($winlayer vhdx check $ctr1_dir/sandbox.vhdx)"
+expect_fail "a container scratch cannot be committed (as containerd's cimfs)" "not supported.*not implemented" \
+  $S commit layer ctr1
 out=$($S view --mounts "extract-3 inspect" sha256:c)
 protect "extract-3 inspect"
 expect_eq "view: ro and two parents of each kind" \
   "$(json 'd[0]["Options"][0], d[0]["Options"][2].count(","), d[0]["Options"][3].count(",")' <<<"$out")" "ro 1 1"
-expect_eq "ls" "$($S ls | awk 'NR>1 {print $NF}' | sort | tr '\n' ' ')" "Committed Committed View "
+expect_eq "ls" "$($S ls | awk 'NR>1 {print $NF}' | sort | tr '\n' ' ')" "Active Committed Committed View "
 expect_eq "usage of a committed layer" "$($S usage sha256:b | awk 'NR==2 {print $NF}')" "1"
-gc_then_cleanup cimfs "extract-3 inspect" sha256:c sha256:b
+gc_then_cleanup cimfs ctr1 "extract-3 inspect" sha256:c sha256:b
 
 echo "-- conformance suite through the containerd daemon (metadata layer, proxy, winlayer)"
 run_suite "linux mode, through containerd" 20 '^TestThroughContainerd$' \

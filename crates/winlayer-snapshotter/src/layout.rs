@@ -86,26 +86,11 @@ pub struct ScratchRequest<'a> {
     pub utility_vm: bool,
 }
 
-/// Makes scratch disks (`sandbox.vhdx`). The VHDX writer fills this seam.
+/// Makes scratch disks (`sandbox.vhdx`): [`crate::scratch::VhdxScratch`] with the `vhdx`
+/// crate; a Windows build may format them with Windows' own API instead.
 pub trait ScratchProvider: Send + Sync {
     /// Creates the scratch files in `request.dir`.
     fn create(&self, request: &ScratchRequest<'_>) -> Result<()>;
-}
-
-/// The provider used until the VHDX writer arrives: refuses clearly rather than fake a disk.
-pub struct NoScratch;
-
-impl ScratchProvider for NoScratch {
-    fn create(&self, request: &ScratchRequest<'_>) -> Result<()> {
-        Err(Error::new(
-            ErrorKind::NotImplemented,
-            format!(
-                "{} mode: container scratch snapshots (sandbox.vhdx) are not yet supported by this build; \
-                 extraction snapshots and new base layers are",
-                request.mode
-            ),
-        ))
-    }
 }
 
 /// Paths and mount shapes of one mode under one root.

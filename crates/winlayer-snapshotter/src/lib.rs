@@ -4,7 +4,7 @@
 //! * [`Snapshotter`]: the state machine (Prepare, View, Mounts, Commit, Remove, Stat, Update,
 //!   Walk, Usage, Cleanup) with containerd's error classes and crash-safe directory work;
 //! * [`Mode`]/[`layout`]: what differs between the `windows`, `cimfs` and `linux` modes — the
-//!   directories and the mount shapes only;
+//!   directories and the mount shapes only; [`scratch`]: container scratch disks;
 //! * [`service`]: the `containerd.services.snapshots.v1.Snapshots` gRPC service;
 //! * [`server`]: the daemon — configuration, owner-only socket or pipe, clean shutdown.
 
@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod layout;
 pub mod proto;
+pub mod scratch;
 pub mod server;
 pub mod service;
 pub mod snapshot;

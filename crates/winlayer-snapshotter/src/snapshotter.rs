@@ -20,7 +20,8 @@ use std::sync::RwLock;
 
 use crate::error::{Error, Result};
 use crate::filter::Filters;
-use crate::layout::{CIM_LAYERS, Layout, Mode, NoScratch, ScratchProvider};
+use crate::layout::{CIM_LAYERS, Layout, Mode, ScratchProvider};
+use crate::scratch::VhdxScratch;
 use crate::snapshot::{Info, Kind, Mount, Usage};
 use crate::store::Store;
 use crate::usage::disk_usage;
@@ -79,10 +80,10 @@ fn remove_path(path: &Path) -> io::Result<()> {
 }
 
 impl Snapshotter {
-    /// Opens (or creates) the root for `mode`, recovering from any crash, with no scratch
-    /// provider: the Windows modes refuse container scratch snapshots.
+    /// Opens (or creates) the root for `mode`, recovering from any crash; scratch disks come
+    /// from the `vhdx` crate, formatted with `mkntfs`.
     pub fn open(root: &Path, mode: Mode) -> Result<Snapshotter> {
-        Snapshotter::with_scratch(root, mode, Box::new(NoScratch))
+        Snapshotter::with_scratch(root, mode, Box::new(VhdxScratch::default()))
     }
 
     /// Opens the root with a provider of scratch disks for the Windows modes.

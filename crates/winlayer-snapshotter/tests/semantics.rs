@@ -253,17 +253,81 @@ fn failed_prepare_leaves_nothing_behind() {
     let s = Snapshotter::open(tmp.path(), Mode::Windows).unwrap();
     s.prepare("base-active", "", &none()).unwrap();
     s.commit("base", "base-active", &none()).unwrap();
-    // A container scratch needs a scratch disk: refused clearly, nothing recorded or left.
+    // A container scratch copies the base layer's blank.vhdx, which Windows' import writes:
+    // without it the Prepare is refused, and nothing is recorded or left.
     let err = s.prepare("container", "base", &none()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotImplemented);
-    assert!(err.message().contains("not yet supported"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    assert!(err.message().contains("has no blank.vhdx"), "{err}");
     assert_eq!(kind_of(s.stat("container")), ErrorKind::NotFound);
     assert_eq!(dirs(&s), ["1"]);
-    // Malformed size labels are refused before any disk is asked for.
+    // Malformed size labels are refused before any disk is touched.
     let err =
         s.prepare("c2", "base", &labels(&[("containerd.io/snapshot/windows/rootfs.sizebytes", "x")])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(dirs(&s), ["1"]);
 }
+
+fn virtual_size(path: &Path) -> u64 {
+    vhdx::Vhdx::open_file(path, &vhdx::OpenOptions::default()).unwrap().virtual_size()
+}
+
+#[test]
+fn windows_mode_scratch_copies_the_base_layers_templates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Snapshotter::open(tmp.path(), Mode::Windows).unwrap();
+    s.prepare("base-active", "", &none()).unwrap();
+    s.commit("base", "base-active", &none()).unwrap();
+    // What Windows' base layer import leaves: blank.vhdx, and a utility VM template.
+    let base = s.snapshots_dir().join("1");
+    vhdx::Vhdx::create_file(&base.join("blank.vhdx"), &vhdx::CreateOptions::dynamic(64 << 20)).unwrap();
+    fs::create_dir_all(base.join("UtilityVM")).unwrap();
+    vhdx::Vhdx::create_file(&base.join("UtilityVM/SystemTemplate.vhdx"), &vhdx::CreateOptions::dynamic(32 << 20))
+        .unwrap();
+
+    let m = s.prepare("container", "base", &labels(&[(SIZE_GB, "1"), (UVM, "")])).unwrap();
+    let dir = Path::new(&m[0].source);
+    assert_eq!(virtual_size(&dir.join("sandbox.vhdx")), 1 << 30, "grown to the size label");
+    assert_eq!(virtual_size(&dir.join("vm/sandbox.vhdx")), 32 << 20);
+    let m = s.view("inspect", "base", &none()).unwrap();
+    assert_eq!(virtual_size(&Path::new(&m[0].source).join("sandbox.vhdx")), 64 << 20);
+    assert!(!Path::new(&m[0].source).join("vm").exists());
+    // A size below the template's is the caller's error.
+    let err = s.prepare("small", "base", &labels(&[(SIZE_BYTES, "4096")])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}
+
+/// Stands in for mkntfs in this test (the suite formats with the real one).
+struct NoFilesystem;
+
+impl vhdx::scratch::Formatter for NoFilesystem {
+    fn format(&self, _: &Path, _: u64, _: u32) -> winlayer_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn cimfs_mode_scratch_copies_the_roots_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = winlayer_snapshotter::scratch::VhdxScratch::new(Box::new(NoFilesystem));
+    let s = Snapshotter::with_scratch(tmp.path(), Mode::Cimfs, Box::new(scratch)).unwrap();
+    s.prepare("extract-1 sha256:a", "", &none()).unwrap();
+    s.commit("sha256:a", "extract-1 sha256:a", &none()).unwrap();
+    let m = s.prepare("container", "sha256:a", &none()).unwrap();
+    let sandbox = Path::new(&m[0].source).join("sandbox.vhdx");
+    let disk = vhdx::Vhdx::open_file(&sandbox, &vhdx::OpenOptions { parents: true, ..Default::default() }).unwrap();
+    assert_eq!(disk.virtual_size(), 10 << 30, "containerd's 10 GiB template");
+    assert!(disk.parent().unwrap().name().ends_with("blank-base.vhdx"));
+    assert!(tmp.path().join("blank.vhdx").is_file() && tmp.path().join("blank-base.vhdx").is_file());
+    // containerd's cimfs commits extraction snapshots only.
+    assert_eq!(kind_of(s.commit("layer", "container", &none())), ErrorKind::NotImplemented);
+    // The templates stay in the root, outside what Cleanup looks at.
+    s.cleanup().unwrap();
+    assert!(tmp.path().join("blank.vhdx").is_file());
+}
+
+const SIZE_GB: &str = "containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb";
+const SIZE_BYTES: &str = "containerd.io/snapshot/windows/rootfs.sizebytes";
+const UVM: &str = "containerd.io/snapshot/io.microsoft.vm.storage.scratch";
 
 #[test]
 fn windows_mode_layout() {
