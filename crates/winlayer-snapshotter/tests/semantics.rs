@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use winlayer_snapshotter::layout::{SIZE_BYTES_LABEL, SIZE_GB_LABEL, UVM_SCRATCH_LABEL};
 use winlayer_snapshotter::{ErrorKind, Filters, Kind, Mode, Snapshotter};
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -261,8 +262,7 @@ fn failed_prepare_leaves_nothing_behind() {
     assert_eq!(kind_of(s.stat("container")), ErrorKind::NotFound);
     assert_eq!(dirs(&s), ["1"]);
     // Malformed size labels are refused before any disk is touched.
-    let err =
-        s.prepare("c2", "base", &labels(&[("containerd.io/snapshot/windows/rootfs.sizebytes", "x")])).unwrap_err();
+    let err = s.prepare("c2", "base", &labels(&[(SIZE_BYTES_LABEL, "x")])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert_eq!(dirs(&s), ["1"]);
 }
@@ -284,7 +284,7 @@ fn windows_mode_scratch_copies_the_base_layers_templates() {
     vhdx::Vhdx::create_file(&base.join("UtilityVM/SystemTemplate.vhdx"), &vhdx::CreateOptions::dynamic(32 << 20))
         .unwrap();
 
-    let m = s.prepare("container", "base", &labels(&[(SIZE_GB, "1"), (UVM, "")])).unwrap();
+    let m = s.prepare("container", "base", &labels(&[(SIZE_GB_LABEL, "1"), (UVM_SCRATCH_LABEL, "")])).unwrap();
     let dir = Path::new(&m[0].source);
     assert_eq!(virtual_size(&dir.join("sandbox.vhdx")), 1 << 30, "grown to the size label");
     assert_eq!(virtual_size(&dir.join("vm/sandbox.vhdx")), 32 << 20);
@@ -292,7 +292,7 @@ fn windows_mode_scratch_copies_the_base_layers_templates() {
     assert_eq!(virtual_size(&Path::new(&m[0].source).join("sandbox.vhdx")), 64 << 20);
     assert!(!Path::new(&m[0].source).join("vm").exists());
     // A size below the template's is the caller's error.
-    let err = s.prepare("small", "base", &labels(&[(SIZE_BYTES, "4096")])).unwrap_err();
+    let err = s.prepare("small", "base", &labels(&[(SIZE_BYTES_LABEL, "4096")])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
 }
 
@@ -324,10 +324,6 @@ fn cimfs_mode_scratch_copies_the_roots_template() {
     s.cleanup().unwrap();
     assert!(tmp.path().join("blank.vhdx").is_file());
 }
-
-const SIZE_GB: &str = "containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb";
-const SIZE_BYTES: &str = "containerd.io/snapshot/windows/rootfs.sizebytes";
-const UVM: &str = "containerd.io/snapshot/io.microsoft.vm.storage.scratch";
 
 #[test]
 fn windows_mode_layout() {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use winlayer_core::{Error, Result};
-use winlayer_snapshotter::config::{Config, default_address, default_root};
+use winlayer_snapshotter::config::{Config, default_address, default_mode, default_root};
 use winlayer_snapshotter::{Mode, server};
 
 #[derive(Args)]
@@ -21,7 +21,11 @@ pub struct ServeArgs {
     address: Option<String>,
     /// Layout and mount shapes: windows (windows-layer mounts for hcsshim), cimfs (CimFS
     /// mounts), linux (bind/overlay mounts that work on Linux). A root keeps its mode.
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(long, value_parser = parse_mode, long_help = format!(
+        "Layout and mount shapes: windows (windows-layer mounts for hcsshim), cimfs (CimFS mounts), \
+         linux (bind/overlay mounts that work on Linux). A root keeps its mode [default: {}]",
+        default_mode()
+    ))]
     mode: Option<Mode>,
 }
 
