@@ -23,7 +23,8 @@ pub struct Filters(Vec<Vec<Selector>>);
 
 #[derive(Debug, Clone)]
 struct Selector {
-    fieldpath: Vec<String>,
+    /// Bytes: a quoted field may hold any byte, as in Go.
+    fieldpath: Vec<Vec<u8>>,
     test: Test,
 }
 
@@ -38,7 +39,7 @@ enum Test {
 
 /// Regular expressions larger than this fail to compile (and so match nothing) instead of
 /// taking memory and time from the daemon.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const REGEX_SIZE_LIMIT: usize = 32 << 20;
 
 impl Filters {
     /// Parses containerd filter strings. A bad one is an `InvalidArgument` error.
@@ -79,44 +80,181 @@ impl Selector {
     }
 }
 
-/// Compiles a `~=` expression, refusing what Go's `regexp` refuses although Rust's accepts it:
-/// stacked repetition operators (`a**`) and repeat counts above 1000.
+/// Compiles a `~=` expression with Go's meaning: the pattern is first rewritten where Go's
+/// `regexp` reads it differently from Rust's (see [`go_to_rust_regex`]), then refused (so
+/// matching nothing, as containerd does) where Go refuses what Rust accepts: stacked
+/// repetition operators (`a**`), repeat counts above 1000, and nested counted repeats whose
+/// counts multiply to more than 1000.
 fn compile_like_go(pattern: &str) -> Option<regex::bytes::Regex> {
-    fn go_accepts(ast: &regex_syntax::ast::Ast) -> bool {
+    /// `budgets`: for every enclosing `{…}` repeat, how many copies of what it repeats Go
+    /// still allows (its `repeatIsValid`: nested repeat counts multiply to at most 1000).
+    fn go_accepts(ast: &regex_syntax::ast::Ast, budgets: &[u32]) -> bool {
         use regex_syntax::ast::{Ast, RepetitionKind, RepetitionRange};
         match ast {
             Ast::Repetition(r) => {
-                let counts_ok = match &r.op.kind {
-                    RepetitionKind::Range(RepetitionRange::Exactly(n) | RepetitionRange::AtLeast(n)) => *n <= 1000,
-                    RepetitionKind::Range(RepetitionRange::Bounded(m, n)) => *m <= 1000 && *n <= 1000,
-                    _ => true,
+                let (min, max) = match &r.op.kind {
+                    RepetitionKind::Range(RepetitionRange::Exactly(n)) => (*n, Some(*n)),
+                    RepetitionKind::Range(RepetitionRange::AtLeast(n)) => (*n, None),
+                    RepetitionKind::Range(RepetitionRange::Bounded(m, n)) => (*m, Some(*n)),
+                    // `*`, `+`, `?` are not counted repeats in Go.
+                    _ => return !matches!(*r.ast, Ast::Repetition(_)) && go_accepts(&r.ast, budgets),
                 };
-                counts_ok && !matches!(*r.ast, Ast::Repetition(_)) && go_accepts(&r.ast)
+                if min > 1000 || max.is_some_and(|m| m > 1000) || matches!(*r.ast, Ast::Repetition(_)) {
+                    return false;
+                }
+                let copies = max.unwrap_or(min);
+                let mut inner = Vec::with_capacity(budgets.len() + 1);
+                for &budget in budgets {
+                    match copies {
+                        0 => {} // `{0}`: nothing below counts for this chain
+                        c if c > budget => return false,
+                        c => inner.push(budget / c),
+                    }
+                }
+                if (min >= 2 || max.is_some_and(|m| m >= 2)) && copies > 0 {
+                    inner.push(1000 / copies);
+                }
+                go_accepts(&r.ast, &inner)
             }
-            Ast::Group(g) => go_accepts(&g.ast),
-            Ast::Alternation(a) => a.asts.iter().all(go_accepts),
-            Ast::Concat(c) => c.asts.iter().all(go_accepts),
+            Ast::Group(g) => go_accepts(&g.ast, budgets),
+            Ast::Alternation(a) => a.asts.iter().all(|a| go_accepts(a, budgets)),
+            Ast::Concat(c) => c.asts.iter().all(|a| go_accepts(a, budgets)),
             _ => true,
         }
     }
-    let ast = regex_syntax::ast::parse::Parser::new().parse(pattern).ok()?;
-    if !go_accepts(&ast) {
+    let pattern = go_to_rust_regex(pattern);
+    let ast = regex_syntax::ast::parse::Parser::new().parse(&pattern).ok()?;
+    if !go_accepts(&ast, &[]) {
         return None;
     }
-    regex::bytes::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).build().ok()
+    regex::bytes::RegexBuilder::new(&pattern).size_limit(REGEX_SIZE_LIMIT).build().ok()
+}
+
+/// Rewrites a Go (RE2) pattern where Rust's `regex` reads the same text differently:
+/// * inside a character class, `[` is literal in Go (except `[:name:]`) but opens a nested
+///   class in Rust, and `&&`, `--`, `~~` are literal in Go but set operations in Rust;
+/// * `{` that does not start a repeat Go accepts (`{n}`, `{n,}`, `{n,m}` with no leading
+///   zeros) is a literal in Go, while Rust may read it as a repeat (`{02}`) or refuse it;
+/// * `\Q…\E` quotes literally in Go and is unknown to Rust.
+fn go_to_rust_regex(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut i = 0;
+    let literal = |out: &mut String, c: char| {
+        if regex_syntax::is_meta_character(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    };
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if chars.get(i + 1) == Some(&'Q') => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '\\' && chars.get(i + 1) == Some(&'E')) {
+                    literal(&mut out, chars[i]);
+                    i += 1;
+                }
+                i += 2;
+            }
+            '\\' => {
+                out.extend(chars[i..(i + 2).min(chars.len())].iter());
+                i += 2;
+            }
+            '[' => {
+                out.push('[');
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                // A `]` right after the opening is a member, in both dialects.
+                if chars.get(i) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+                while i < chars.len() && chars[i] != ']' {
+                    let c = chars[i];
+                    if c == '\\' {
+                        out.extend(chars[i..(i + 2).min(chars.len())].iter());
+                        i += 2;
+                        continue;
+                    }
+                    if c == '[' && chars.get(i + 1) == Some(&':') {
+                        // A POSIX class `[:alpha:]`: copied whole when it closes.
+                        if let Some(end) =
+                            (i + 2..chars.len().saturating_sub(1)).find(|&j| chars[j] == ':' && chars[j + 1] == ']')
+                        {
+                            out.extend(chars[i..=end + 1].iter());
+                            i = end + 2;
+                            continue;
+                        }
+                    }
+                    if matches!(c, '[' | '&' | '-' | '~') && (c == '[' || chars.get(i + 1) == Some(&c)) {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                    i += 1;
+                }
+                if i < chars.len() {
+                    out.push(']');
+                    i += 1;
+                }
+            }
+            '{' => {
+                let rest: String = chars[i..].iter().take(24).collect();
+                match go_repeat_len(&rest) {
+                    Some(len) => {
+                        out.extend(chars[i..i + len].iter());
+                        i += len;
+                    }
+                    None => {
+                        out.push_str("\\{");
+                        i += 1;
+                    }
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The length of a repeat `{n}`, `{n,}` or `{n,m}` as Go's parser accepts it at the start of
+/// `s` (decimal numbers without leading zeros), or `None` when Go reads `{` as a literal.
+fn go_repeat_len(s: &str) -> Option<usize> {
+    let number = |t: &str| -> Option<usize> {
+        let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+        (digits > 0 && (digits == 1 || !t.starts_with('0'))).then_some(digits)
+    };
+    let mut at = 1;
+    at += number(s.get(at..)?)?;
+    if s[at..].starts_with(',') {
+        at += 1;
+        if !s[at..].starts_with('}') {
+            at += number(&s[at..])?;
+        }
+    }
+    s[at..].starts_with('}').then_some(at + 1)
 }
 
 /// containerd's snapshot adaptor: kind, name, parent (always present) and labels.
-fn field<'a>(info: &'a Info, path: &[String]) -> Option<&'a str> {
-    match path.first()?.as_str() {
-        "kind" => match info.kind {
+fn field<'a>(info: &'a Info, path: &[Vec<u8>]) -> Option<&'a str> {
+    match path.first()?.as_slice() {
+        b"kind" => match info.kind {
             Kind::Active => Some("active"),
             Kind::View => Some("view"),
             Kind::Committed => Some("committed"),
         },
-        "name" => Some(&info.name),
-        "parent" => Some(&info.parent),
-        "labels" if !info.labels.is_empty() => info.labels.get(&path[1..].join(".")).map(String::as_str),
+        b"name" => Some(&info.name),
+        b"parent" => Some(&info.parent),
+        b"labels" if !info.labels.is_empty() => {
+            let key = path[1..].join(&b'.');
+            // A key that is not UTF-8 names no label.
+            info.labels.get(std::str::from_utf8(&key).ok()?).map(String::as_str)
+        }
         _ => None,
     }
 }
@@ -293,10 +431,18 @@ fn is_field_char(c: char) -> bool {
     c == '_' || c.is_ascii_alphanumeric()
 }
 
-/// Go's `isValueRune`: graphic characters other than the comma. Go's "graphic" also excludes
-/// format and private-use characters, which this treats as value characters.
+/// Go's `isValueRune`: graphic characters (`unicode.IsGraphic`: letters, marks, numbers,
+/// punctuation, symbols, spaces) other than the comma and white space. Unicode versions may
+/// differ for characters assigned after Go 1.19's Unicode 13.
 fn is_value_char(c: char) -> bool {
-    c != ',' && !c.is_whitespace() && !c.is_control() && !is_illegal(c)
+    static GRAPHIC: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^[\p{L}\p{M}\p{N}\p{P}\p{S}\p{Zs}]$").expect("a valid expression")
+    });
+    if c.is_ascii() {
+        return c.is_ascii_graphic() && c != ',';
+    }
+    let mut buf = [0; 4];
+    !c.is_whitespace() && !is_illegal(c) && GRAPHIC.is_match(c.encode_utf8(&mut buf))
 }
 
 struct Parser<'a> {
@@ -357,7 +503,7 @@ impl Parser<'_> {
         Ok(Selector { fieldpath, test })
     }
 
-    fn fieldpath(&mut self) -> Result<Vec<String>, String> {
+    fn fieldpath(&mut self) -> Result<Vec<Vec<u8>>, String> {
         let mut path = vec![self.field()?];
         while self.scanner.peek() == Some('.') {
             self.scanner.scan();
@@ -366,14 +512,11 @@ impl Parser<'_> {
         Ok(path)
     }
 
-    fn field(&mut self) -> Result<String, String> {
+    fn field(&mut self) -> Result<Vec<u8>, String> {
         let (pos, token, text) = self.scanner.scan();
         match token {
-            Token::Field => Ok(text.to_owned()),
-            Token::Quoted => {
-                let bytes = self.unquote(pos, text, false)?;
-                String::from_utf8(bytes).map_err(|_| self.error(pos, "field is not valid UTF-8"))
-            }
+            Token::Field => Ok(text.as_bytes().to_vec()),
+            Token::Quoted => self.unquote(pos, text, false),
             Token::Illegal => Err(self.scanner_error(pos)),
             _ => Err(self.error(pos, "expected field or quoted")),
         }
@@ -537,8 +680,17 @@ mod tests {
         assert_eq!(names(&["name~=("], &all), Vec::<String>::new());
         assert_eq!(names(&["name~=c**"], &all), Vec::<String>::new());
         assert_eq!(names(&["name~=c{1001}"], &all), Vec::<String>::new());
+        assert_eq!(names(&["name~=(c{10}){101}"], &all), Vec::<String>::new());
+        assert_eq!(names(&["name~=((c{10}){0}){1000}"], &all), ["a b", "c/d"]);
+        assert_eq!(names(&["name~=^(c{10}){100}|/"], &all), ["c/d"]);
         assert_eq!(names(&["name~=^(c*)*/"], &all), ["c/d"]);
         assert_eq!(names(&["name~=c*?"], &all), ["a b", "c/d"]);
+        // Where Go reads the same pattern differently, Go wins.
+        assert_eq!(names(&["name~=^c{01}"], &all), Vec::<String>::new(), "{{01}} is literal in Go");
+        assert_eq!(names(&["name~=^[[a]"], &all), ["a b"], "[ is literal in a Go class");
+        assert_eq!(names(&["name~=[a&&c]"], &all), ["a b", "c/d"], "&& is literal in a Go class");
+        assert_eq!(names(&[r"name~=\Qc/d\E"], &all), ["c/d"]);
+        assert_eq!(names(&["name~=^[[:alpha:]][[:space:]]"], &all), ["a b"]);
     }
 
     #[test]
@@ -566,6 +718,8 @@ mod tests {
             "name==\u{fffd}",
             "name\u{fffd}==x",
             "name==\"\u{fffd}\"",
+            "name==x\u{51fe7}",
+            "name==x\u{200b}",
             "(name)",
             "name==.x",
             r#""a\u12"==x"#,
