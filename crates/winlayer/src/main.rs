@@ -4,6 +4,7 @@ mod cim;
 mod cmdline;
 mod hive;
 mod io;
+mod serve;
 mod tar;
 mod version;
 mod vhdx;
@@ -48,6 +49,12 @@ enum Command {
     Cmdline(cmdline::CmdlineCommand),
     /// winlayer's version; on Windows also the real OS build and the Windows backends available.
     Version(version::VersionArgs),
+    /// Serve containerd's snapshots API as a proxy plugin (windows, cimfs or linux layout).
+    ///
+    /// containerd reaches it through `[proxy_plugins.NAME] type = "snapshot"`, `address = ADDR`.
+    /// Metadata lives in ROOT/metadata.redb, snapshots in ROOT/snapshots/<id>. Stops cleanly on
+    /// SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +66,7 @@ fn main() -> ExitCode {
         Command::Hive(command) => hive::run(command),
         Command::Cmdline(command) => cmdline::run(command),
         Command::Version(args) => version::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,29 @@
+//! winlayer's containerd snapshotter: containerd's snapshot semantics, persistent in one redb
+//! file, served over containerd's proxy-plugin gRPC API.
+//!
+//! * [`Snapshotter`]: the state machine (Prepare, View, Mounts, Commit, Remove, Stat, Update,
+//!   Walk, Usage, Cleanup) with containerd's error classes and crash-safe directory work;
+//! * [`Mode`]/[`layout`]: what differs between the `windows`, `cimfs` and `linux` modes — the
+//!   directories and the mount shapes only; [`scratch`]: container scratch disks;
+//! * [`service`]: the `containerd.services.snapshots.v1.Snapshots` gRPC service;
+//! * [`server`]: the daemon — configuration, owner-only socket or pipe, clean shutdown.
+
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod layout;
+pub mod proto;
+pub mod scratch;
+pub mod server;
+pub mod service;
+pub mod snapshot;
+pub mod snapshotter;
+pub mod store;
+pub mod usage;
+
+pub use config::Config;
+pub use error::{Error, ErrorKind, Result};
+pub use filter::Filters;
+pub use layout::{Mode, ScratchProvider, ScratchRequest};
+pub use snapshot::{Info, Kind, Mount, Time, Usage};
+pub use snapshotter::Snapshotter;

@@ -1,0 +1,87 @@
+//! Container scratch disks (`sandbox.vhdx`) from the `vhdx` crate, made where and as
+//! containerd's Windows snapshotters make them:
+//! * `windows`: a copy of the base layer's `blank.vhdx` (written when Windows imports a base
+//!   layer), grown to the requested size;
+//! * `cimfs`: a copy of the root's shared differencing template `blank.vhdx` over
+//!   `blank-base.vhdx` (made on first use), grown to the requested size;
+//! * with the utility-VM label, also `vm/sandbox.vhdx`, a copy of the base layer's
+//!   `UtilityVM/SystemTemplate.vhdx`.
+//!
+//! Growing changes the disk only: Windows extends the NTFS volume when it mounts the scratch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use vhdx::Ids;
+use vhdx::scratch::{Formatter, Mkntfs, copy, ensure_templates};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{Mode, ScratchProvider, ScratchRequest};
+
+/// Scratch disks made with the `vhdx` crate.
+pub struct VhdxScratch {
+    formatter: Box<dyn Formatter + Send + Sync>,
+    /// Two first Prepares must not both make the cimfs templates.
+    templates: Mutex<()>,
+}
+
+impl VhdxScratch {
+    /// Formats the cimfs base template's NTFS with `formatter`.
+    pub fn new(formatter: Box<dyn Formatter + Send + Sync>) -> Self {
+        VhdxScratch { formatter, templates: Mutex::new(()) }
+    }
+}
+
+impl Default for VhdxScratch {
+    /// Formats with ntfs-3g's `mkntfs`.
+    fn default() -> Self {
+        VhdxScratch::new(Box::new(Mkntfs::default()))
+    }
+}
+
+/// The `vhdx` crate's errors: its "invalid" (a size below the template's, a broken disk) is
+/// the caller's problem; I/O is ours.
+fn vhdx_error(what: &str, err: winlayer_core::Error) -> Error {
+    let kind = match err {
+        winlayer_core::Error::Io { .. } => ErrorKind::Internal,
+        _ => ErrorKind::InvalidArgument,
+    };
+    Error::new(kind, format!("{what}: {err}"))
+}
+
+/// A template a base layer must carry (the Windows differ writes them).
+fn base_layer_file(base: &Path, name: &str) -> Result<PathBuf> {
+    let path = base.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::failed_precondition(format!(
+            "base layer {} has no {name} (Windows writes it when it imports a base layer)",
+            base.display()
+        )))
+    }
+}
+
+impl ScratchProvider for VhdxScratch {
+    fn create(&self, request: &ScratchRequest<'_>) -> Result<()> {
+        let base = request.parents.last().ok_or_else(|| Error::internal("a scratch needs a parent layer"))?;
+        let template = match request.mode {
+            Mode::Windows => base_layer_file(base, "blank.vhdx")?,
+            Mode::Cimfs => {
+                let _one_at_a_time = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+                ensure_templates(request.root, &*self.formatter, &Ids::Random)
+                    .map_err(|e| vhdx_error("making the scratch templates", e))?
+                    .diff
+            }
+            Mode::Linux => return Err(Error::internal("linux mode has no scratch disks")),
+        };
+        if request.utility_vm {
+            let uvm = base_layer_file(base, "UtilityVM/SystemTemplate.vhdx")?;
+            let vm = request.dir.join("vm");
+            std::fs::create_dir(&vm).map_err(|e| Error::io("creating", &vm, e))?;
+            copy(&uvm, &vm.join("sandbox.vhdx"), None).map_err(|e| vhdx_error("making vm/sandbox.vhdx", e))?;
+        }
+        let size = (request.size_bytes > 0).then_some(request.size_bytes);
+        copy(&template, &request.dir.join("sandbox.vhdx"), size).map_err(|e| vhdx_error("making sandbox.vhdx", e))
+    }
+}
