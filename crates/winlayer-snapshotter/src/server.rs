@@ -125,16 +125,17 @@ mod transport {
 
 #[cfg(windows)]
 mod transport {
-    //! Named pipes (`\\.\pipe\NAME`), as containerd dials proxy plugins on Windows. The pipe
-    //! keeps Windows' default security descriptor: full control for LocalSystem,
-    //! Administrators and the creator owner, read-only access (too little to send a request)
-    //! for everyone else. Remote clients are rejected.
+    //! Named pipes (`\\.\pipe\NAME`), as containerd dials proxy plugins on Windows. Every
+    //! instance carries win32's descriptor (full control for SYSTEM and Administrators, nothing
+    //! for anyone else), the first instance refuses to join a pipe another process owns, and
+    //! remote clients are rejected.
     use super::*;
     use std::pin::Pin;
     use std::task::{Context, Poll};
     use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
+    use tokio::net::windows::named_pipe::NamedPipeServer;
     use tokio_stream::wrappers::ReceiverStream;
+    use win32::pipe::PipeListener;
 
     /// One client's pipe instance.
     pub struct PipeConnection(NamedPipeServer);
@@ -162,21 +163,15 @@ mod transport {
         }
     }
 
-    fn create(name: &str, first: bool) -> io::Result<NamedPipeServer> {
-        ServerOptions::new().first_pipe_instance(first).reject_remote_clients(true).create(name)
-    }
-
     /// Accepts clients on pipe `address`, one pipe instance per client.
     pub fn listen(address: &str) -> Result<ReceiverStream<io::Result<PipeConnection>>> {
         let name = address.strip_prefix("npipe://").unwrap_or(address).to_owned();
-        let mut server = create(&name, true).map_err(|e| Error::internal(format!("creating pipe {name}: {e}")))?;
+        let mut listener =
+            PipeListener::bind(&name).map_err(|e| Error::internal(format!("creating pipe {name}: {e}")))?;
         let (sender, receiver) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             loop {
-                let accepted = match server.connect().await {
-                    Ok(()) => create(&name, false).map(|next| PipeConnection(std::mem::replace(&mut server, next))),
-                    Err(e) => Err(e),
-                };
+                let accepted = listener.accept().await.map(PipeConnection);
                 let failed = accepted.is_err();
                 if sender.send(accepted).await.is_err() || failed {
                     return;
