@@ -24,6 +24,9 @@ use crate::format::FileRecord;
 use crate::reader::{Cim, DirEntry, FileId};
 use crate::source::{layer_path, link_entry, object_entry, send_object};
 
+/// Says which paths (given as names) to leave out.
+type Skip<'a> = Box<dyn Fn(&[String]) -> bool + 'a>;
+
 /// The changes of a CIM against its parent, as an entry stream: depth first, names in byte
 /// order, a directory's whiteouts before its children, the first name of a file the layer adds
 /// carrying its data; names of files the parent has come last. A
@@ -31,7 +34,7 @@ use crate::source::{layer_path, link_entry, object_entry, send_object};
 pub struct Changes<'a> {
     cim: &'a Cim,
     parent: Option<&'a Cim>,
-    skip: Box<dyn Fn(&[String]) -> bool + 'a>,
+    skip: Skip<'a>,
 }
 
 impl<'a> Changes<'a> {
