@@ -4,6 +4,7 @@ mod cim;
 mod cmdline;
 mod hive;
 mod io;
+mod layers;
 mod tar;
 mod version;
 mod vhdx;
@@ -48,6 +49,10 @@ enum Command {
     Cmdline(cmdline::CmdlineCommand),
     /// winlayer's version; on Windows also the real OS build and the Windows backends available.
     Version(version::VersionArgs),
+    /// Base layers and CIM container layers (makebaselayer, import, export), as hcsshim's
+    /// wclayer lays them out.
+    #[command(flatten)]
+    Layers(layers::LayerCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Command::Hive(command) => hive::run(command),
         Command::Cmdline(command) => cmdline::run(command),
         Command::Version(args) => version::run(args),
+        Command::Layers(command) => layers::run(command),
     };
     match result {
         Ok(code) => code,
