@@ -15,6 +15,8 @@
 
 pub mod base;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod import;
 pub mod names;
