@@ -41,14 +41,10 @@ pub fn export_cim(layer_dir: &Path, cim: &Path, parent: Option<&Path>) -> Result
     };
     let parent = parent_path.as_deref().map(Cim::open).transpose()?;
     let base = parent.is_none();
-    match &parent {
-        Some(p) if !image.is_fork_of(p) => {
-            return Err(Error::Invalid(format!("{} is not forked from {}", cim.display(), p.path().display())));
-        }
-        None if image.sets().len() > 1 => {
-            return Err(Error::Invalid(format!("{} is a fork; its parent is needed", cim.display())));
-        }
-        _ => {}
+    if let Some(p) = &parent
+        && !image.is_fork_of(p)
+    {
+        return Err(Error::Invalid(format!("{} is not forked from {}", cim.display(), p.path().display())));
     }
     check_generated(layer_dir, base)?;
     let mut collector = Collector::new();

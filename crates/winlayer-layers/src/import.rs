@@ -319,7 +319,7 @@ impl LayerSink for CimLayerImport {
                         .into(),
                 );
             }
-            if path.parent().is_some() && base_hive(path.file_name()).is_some() {
+            if path.parent().is_some_and(|p| p.as_str() == "Hives") && base_hive(path.file_name()).is_some() {
                 return refuse("the importer generates Hives/<H>_BASE hives; a layer must not carry them".into());
             }
         }

@@ -2,8 +2,6 @@
 //! (`internal/wclayer/cim/common.go`, `process.go`, `internal/wclayer/converttobaselayer.go`,
 //! `legacy.go`).
 
-use winlayer_core::path::fold_case;
-
 /// Where a container's registry hives live, relative to the layer.
 pub const CONFIG_DIR: [&str; 4] = ["Files", "Windows", "System32", "config"];
 
@@ -96,11 +94,6 @@ pub fn is_generated(names: &[String]) -> bool {
         [hives, name] => same_name(hives, "Hives") && base_hive(name).is_some(),
         _ => false,
     }
-}
-
-/// The case-folded form of a layer path, for sets of paths compared as Windows compares them.
-pub fn folded(path: &str) -> String {
-    fold_case(path)
 }
 
 #[cfg(test)]
