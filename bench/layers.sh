@@ -18,6 +18,8 @@ done
 gen=""
 for d in .. ../.. ../../..; do [ -f "$d/shared/tools/gen-wcow-layer.py" ] && gen="$d/shared/tools/gen-wcow-layer.py" && break; done
 [ -n "$gen" ] || { echo "bench/layers.sh: shared/tools/gen-wcow-layer.py not found beside the repository" >&2; exit 1; }
+gen=$(realpath "$gen")
+export TAR_OPTIONS=--warning=no-unknown-keyword
 cargo build --release --locked -q -p winlayer
 winlayer=$PWD/target/release/winlayer
 scale=${BENCH_SCALE:-1}

@@ -89,11 +89,34 @@ fn hostile_layers_are_refused_and_leave_nothing_behind() {
         l.tar()
     };
     c.refused("b", &bare_base(&|_| {}), &[], "a base layer needs all five registry hives");
-    c.refused("b", &bare_base(&|l| drop(l.whiteout("Files/gone"))), &[], "a whiteout, but a base layer has nothing");
-    c.refused("b", &bare_base(&|l| drop(l.dir("Hives"))), &[], "a base layer carries nothing in Hives/");
+    c.refused(
+        "b",
+        &bare_base(&|l| {
+            l.whiteout("Files/gone");
+        }),
+        &[],
+        "a whiteout, but a base layer has nothing",
+    );
+    c.refused(
+        "b",
+        &bare_base(&|l| {
+            l.dir("Hives");
+        }),
+        &[],
+        "a base layer carries nothing in Hives/",
+    );
 
-    c.refused("l", &layer(|l| drop(l.file("Hives/SYSTEM_BASE", b"x"))), base, "the importer generates Hives/<H>_BASE");
-    let config_dirs = |l: &mut Layer| drop(l.dir("Files/Windows").dir("Files/Windows/System32").dir(CONFIG));
+    c.refused(
+        "l",
+        &layer(|l| {
+            l.file("Hives/SYSTEM_BASE", b"x");
+        }),
+        base,
+        "the importer generates Hives/<H>_BASE",
+    );
+    let config_dirs = |l: &mut Layer| {
+        l.dir("Files/Windows").dir("Files/Windows/System32").dir(CONFIG);
+    };
     c.refused(
         "l",
         &layer(|l| {
@@ -103,7 +126,14 @@ fn hostile_layers_are_refused_and_leave_nothing_behind() {
         base,
         "a symlink, but hcsshim writes this name as a plain file",
     );
-    c.refused("l", &layer(|l| drop(l.dir("Hives/System_Delta"))), base, "a dir, but hcsshim writes this name");
+    c.refused(
+        "l",
+        &layer(|l| {
+            l.dir("Hives/System_Delta");
+        }),
+        base,
+        "a dir, but hcsshim writes this name",
+    );
     c.refused(
         "l",
         &layer(|l| {
@@ -115,17 +145,28 @@ fn hostile_layers_are_refused_and_leave_nothing_behind() {
     );
     c.refused(
         "l",
-        &layer(|l| drop(l.file("Hives/System_Delta", &delta_bytes()).stream("Hives/System_Delta", "ads", b"x"))),
+        &layer(|l| {
+            l.file("Hives/System_Delta", &delta_bytes()).stream("Hives/System_Delta", "ads", b"x");
+        }),
         base,
         "alternate data stream \"ads\"",
     );
     c.refused(
         "l",
-        &layer(|l| drop(l.file("Hives/SYSTEM_DELTA", &delta_bytes()).file("Hives/System_Delta", &delta_bytes()))),
+        &layer(|l| {
+            l.file("Hives/SYSTEM_DELTA", &delta_bytes()).file("Hives/System_Delta", &delta_bytes());
+        }),
         base,
         "the layer already has Hives/SYSTEM_DELTA",
     );
-    c.refused("l", &layer(|l| drop(l.file("Hives/System_Delta", b"not a hive"))), base, "merging");
+    c.refused(
+        "l",
+        &layer(|l| {
+            l.file("Hives/System_Delta", b"not a hive");
+        }),
+        base,
+        "merging",
+    );
     // A std file below a directory link: written to the layer directory (never through the
     // link, which only the CIM holds), then refused by the layer rules.
     c.refused(
@@ -155,7 +196,9 @@ fn hostile_layers_are_refused_and_leave_nothing_behind() {
 fn parents_must_be_the_whole_chain_in_order_with_their_hives() {
     let c = Chain::new();
     let l2 = c.import("l2", &layer(|_| {}), std::slice::from_ref(&c.base));
-    let tar = layer(|l| drop(l.file("Hives/System_Delta", &delta_bytes())));
+    let tar = layer(|l| {
+        l.file("Hives/System_Delta", &delta_bytes());
+    });
     c.refused("l3", &tar, &[c.base.clone(), l2.clone()], "is not a base layer's image");
     let other_base = c.import("other", &base_tar(b"another base"), &[]);
     c.refused("l3", &tar, &[l2.clone(), other_base], "is not a fork of");
@@ -176,9 +219,17 @@ fn parents_must_be_the_whole_chain_in_order_with_their_hives() {
 #[test]
 fn export_checks_the_directory_against_the_cim() {
     let c = Chain::new();
-    let tar = layer(|l| drop(l.file("Hives/System_Delta", &delta_bytes())));
+    let tar = layer(|l| {
+        l.file("Hives/System_Delta", &delta_bytes());
+    });
     let l2 = c.import("l2", &tar, std::slice::from_ref(&c.base));
-    let l3 = c.import("l3", &layer(|l| drop(l.file("Files/app/z", b"z"))), &[l2.clone(), c.base.clone()]);
+    let l3 = c.import(
+        "l3",
+        &layer(|l| {
+            l.file("Files/app/z", b"z");
+        }),
+        &[l2.clone(), c.base.clone()],
+    );
     let fails = |dir: &Path, cim: &Path, parent: Option<&Path>, needle: &str| {
         let err = export_cim(dir, cim, parent).err().expect("an error").to_string();
         assert!(err.contains(needle), "expected {needle:?} in: {err}");
