@@ -5,7 +5,8 @@
 //! descriptors, data). [`CimWriter`] is a [`winlayer_core::LayerSink`] that writes one,
 //! optionally forked from a parent CIM so that only the layer's changes are stored;
 //! [`Cim`] opens one with its parents, and [`CimSource`] sends its merged view as an entry
-//! stream ([`Changes`]: only what a fork changes in its parent's view). The layout follows Microsoft's own reader (see `docs/cimfs.md`).
+//! stream ([`Changes`]: only what a fork changes in its parent's view). The layout follows
+//! Microsoft's own reader (see `docs/cimfs.md`).
 
 pub mod changes;
 #[cfg(unix)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use cimfs::{Changes, Cim};
@@ -127,37 +127,24 @@ fn check_generated(layer_dir: &Path, base: bool) -> Result<()> {
 
 /// Checks that the host file and the CIM's file at `path` hold the same bytes.
 fn same_bytes(host: &Path, cim: &Cim, path: &str) -> Result<()> {
-    let id = cim.resolve(path)?;
-    let record = cim.record(id)?;
+    let record = cim.record(cim.resolve(path)?)?;
     let differ = || Error::Invalid(format!("{} and {path} in {} differ", host.display(), cim.path().display()));
-    let len = fs::metadata(host).map_err(|e| Error::io(format!("reading {}", host.display()), e))?.len();
-    if len != record.default_stream.len() {
+    let host_err = |e| Error::io(format!("reading {}", host.display()), e);
+    let mut file = File::open(host).map_err(host_err)?;
+    let mut left = file.metadata().map_err(host_err)?.len();
+    if left != record.default_stream.len() {
         return Err(differ());
     }
-    let mut file = File::open(host).map_err(|e| Error::io(format!("reading {}", host.display()), e))?;
     let mut stream = cim.reader(record.default_stream);
     let (mut a, mut b) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
-    loop {
-        let n = read_full(&mut file, &mut a).map_err(|e| Error::io(format!("reading {}", host.display()), e))?;
-        let m = read_full(&mut stream, &mut b[..n.max(1)]).map_err(|e| Error::io(format!("reading {path}"), e))?;
-        if a[..n] != b[..m] {
+    while left > 0 {
+        let n = left.min(a.len() as u64) as usize;
+        file.read_exact(&mut a[..n]).map_err(host_err)?;
+        stream.read_exact(&mut b[..n]).map_err(|e| Error::io(format!("reading {path}"), e))?;
+        if a[..n] != b[..n] {
             return Err(differ());
         }
-        if n == 0 {
-            return Ok(());
-        }
+        left -= n as u64;
     }
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
+    Ok(())
 }

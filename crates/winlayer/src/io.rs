@@ -1,13 +1,13 @@
-//! Output files written whole or not at all, and progress bars on a terminal.
+//! Output files written whole or not at all, progress bars on a terminal, and reports as text
+//! or JSON.
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::process::ExitCode;
-use wcow_tar::{Compression, Output};
-
 use serde::Serialize;
+use wcow_tar::{Compression, Output};
 use winlayer_core::{Data, Entry, Error, LayerSink, Result};
 
 /// Writes `path` (or standard output for `-`) through `compression`. A file is written under
