@@ -108,8 +108,8 @@ fn has_utility_vm(dir: &Path) -> Result<bool> {
     }
 }
 
-/// Writes a new file (never replacing one), whole or not at all.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+/// Writes a new file (never replacing one), whole or not at all, synced.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
     let dir = path.parent().expect("a file in a directory");
     let mut temp = tempfile::Builder::new().prefix(".winlayer-").tempfile_in(dir).map_err(|e| io("creating", e))?;

@@ -28,6 +28,7 @@ use cimfs::{Cim, CimWriter};
 use winlayer_core::canonical::copy_exact;
 use winlayer_core::{Data, Entry, EntryKind, Error, LayerPath, LayerSink, Metadata, Result, attrs};
 
+use crate::base::write_new;
 use crate::host::{descend, find_file};
 use crate::names::{HIVES, LAYOUT, LAYOUT_CONTENT, base_hive, config_path, is_std_file};
 
@@ -187,7 +188,7 @@ impl CimLayerImport {
             });
         }
         let layout = host.join(LAYOUT);
-        fs::write(&layout, LAYOUT_CONTENT).map_err(|e| Error::io(format!("writing {}", layout.display()), e))?;
+        write_new(&layout, LAYOUT_CONTENT)?;
         let entry = Entry {
             path: LayerPath::generated_root_file(LAYOUT).expect("a generated root file"),
             kind: EntryKind::File { size: LAYOUT_CONTENT.len() as u64 },
@@ -222,7 +223,7 @@ impl CimLayerImport {
                 Error::Invalid(format!("merging {} onto {}: {e}", delta.display(), parent_base.display()))
             })?;
             let out = host.join(&base_name);
-            fs::write(&out, &merged).map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+            write_new(&out, &merged)?;
             let entry = Entry {
                 path: LayerPath::parse(&base_name).expect("valid"),
                 kind: EntryKind::File { size: merged.len() as u64 },
@@ -247,6 +248,7 @@ impl CimLayerImport {
         let host = dir.join(name);
         let mut file = File::create_new(&host).map_err(|e| Error::io(format!("creating {}", host.display()), e))?;
         copy_exact(data, entry.kind.data_len(), &mut file, path, &mut self.buf)?;
+        file.sync_all().map_err(|e| Error::io(format!("syncing {}", host.display()), e))?;
         self.pending.push(Pending { entry: entry.clone(), host: Some(host), generated: false });
         Ok(())
     }
