@@ -5,8 +5,10 @@
 //! descriptors, data). [`CimWriter`] is a [`winlayer_core::LayerSink`] that writes one,
 //! optionally forked from a parent CIM so that only the layer's changes are stored;
 //! [`Cim`] opens one with its parents, and [`CimSource`] sends its merged view as an entry
-//! stream. The layout follows Microsoft's own reader (see `docs/cimfs.md`).
+//! stream ([`Changes`]: only what a fork changes in its parent's view). The layout follows
+//! Microsoft's own reader (see `docs/cimfs.md`).
 
+pub mod changes;
 #[cfg(unix)]
 pub mod extract;
 pub mod format;
@@ -20,6 +22,7 @@ pub mod source;
 pub mod upcase;
 pub mod writer;
 
+pub use changes::Changes;
 pub use reader::{Cim, DirEntry, FileId};
 pub use source::CimSource;
 pub use writer::{CimWriter, Summary};

@@ -105,20 +105,26 @@ fn open_in(dir: &Path, name: &str) -> io::Result<(File, String)> {
     }
 }
 
+/// Reads a `.cim`'s header and the region sets it lists: its parents' in order, then its own.
+fn read_sets(path: &Path) -> Result<(FilesystemHeader, Vec<RegionSet>)> {
+    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let header: FilesystemHeader = read_header(&file, path)?;
+    header.common.check(FileType::Filesystem).map_err(|m| Error::Invalid(format!("{}: {m}", path.display())))?;
+    let parents = header.parent_count.get() as usize;
+    let mut buf = vec![0u8; parents * size_of::<RegionSet>()];
+    read_exact_at(&file, &mut buf, size_of::<FilesystemHeader>() as u64)
+        .map_err(|e| Error::io(format!("{}: reading {parents} parent region sets", path.display()), e))?;
+    let mut list: Vec<RegionSet> =
+        buf.chunks_exact(size_of::<RegionSet>()).map(|c| RegionSet::read_from_bytes(c).unwrap()).collect();
+    list.push(header.regions);
+    Ok((header, list))
+}
+
 impl Cim {
     /// Opens `path` (`<dir>/<name>.cim`) and the region files of every set it lists.
     pub fn open(path: &Path) -> Result<Cim> {
-        let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let bad = |m: String| Error::Invalid(format!("{}: {m}", path.display()));
-        let header: FilesystemHeader = read_header(&file, path)?;
-        header.common.check(FileType::Filesystem).map_err(bad)?;
-        let parents = header.parent_count.get() as usize;
-        let mut buf = vec![0u8; parents * size_of::<RegionSet>()];
-        read_exact_at(&file, &mut buf, size_of::<FilesystemHeader>() as u64)
-            .map_err(|e| Error::io(format!("{}: reading {parents} parent region sets", path.display()), e))?;
-        let mut list: Vec<RegionSet> =
-            buf.chunks_exact(size_of::<RegionSet>()).map(|c| RegionSet::read_from_bytes(c).unwrap()).collect();
-        list.push(header.regions);
+        let (header, list) = read_sets(path)?;
         let total: usize = list.iter().map(|s| s.count.get() as usize).sum();
         if total == 0 || total > MAX_REGIONS {
             return Err(bad(format!("{total} regions in all (1 to {MAX_REGIONS} are possible)")));
@@ -182,6 +188,46 @@ impl Cim {
     /// The `.cim` path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The image this one was forked from: the `.cim` beside it whose region sets are exactly
+    /// this image's parent sets (the first in name order, should copies exist). `None` for an
+    /// image without parents; an error when no `.cim` in the directory fits.
+    pub fn find_parent(&self) -> Result<Option<PathBuf>> {
+        let Some((_, parents)) = self.sets.split_last() else { return Ok(None) };
+        if parents.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut names = Vec::new();
+        for item in fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))? {
+            let name = item.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?.file_name();
+            let is_cim = name.to_str().is_some_and(|n| n.len() > 4 && n[n.len() - 4..].eq_ignore_ascii_case(".cim"));
+            if is_cim && Some(name.as_os_str()) != self.path.file_name() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        let want: Vec<RegionSet> = parents.iter().map(|s| s.set).collect();
+        for name in names {
+            let candidate = dir.join(name);
+            if read_sets(&candidate).is_ok_and(|(_, sets)| sets == want) {
+                return Ok(Some(candidate));
+            }
+        }
+        Err(Error::Invalid(format!(
+            "{}: no .cim in {} has this image's parent region sets (was the parent moved or removed?)",
+            self.path.display(),
+            dir.display()
+        )))
+    }
+
+    /// Whether `parent` is the image this one was forked from (its region sets are exactly
+    /// this image's parent sets).
+    pub fn is_fork_of(&self, parent: &Cim) -> bool {
+        let own: Vec<RegionSet> = self.sets.iter().map(|s| s.set).collect();
+        let theirs: Vec<RegionSet> = parent.sets.iter().map(|s| s.set).collect();
+        own.split_last().is_some_and(|(_, parents)| parents == theirs.as_slice())
     }
 
     /// The format major version in the header.

@@ -952,9 +952,17 @@ fn load_object_ids(cim: &Cim) -> Result<ObjectIds> {
     Ok(map)
 }
 
-impl LayerSink for CimWriter {
-    fn entry(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
-        self.checker.check(entry);
+impl CimWriter {
+    /// Adds an entry an importer generates around the layer, outside the layer rules (which
+    /// check every [`LayerSink::entry`]): hcsshim's CIM container layers hold hard links
+    /// `Hives\<H>_BASE` to the configuration hives and a root file `layout` (see
+    /// [`LayerPath::generated_root_file`]), neither of which a layer tar may carry.
+    pub fn add_generated(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
+        self.place(entry, data)
+    }
+
+    /// Stores one entry of the layer.
+    fn place(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
         let path = &entry.path;
         if let EntryKind::Stream { name, size } = &entry.kind {
             if self.last_object.is_none() || self.last_object != self.find_node(path) {
@@ -992,5 +1000,12 @@ impl LayerSink for CimWriter {
         self.nodes[n].what = what;
         self.nodes[n].name = path.file_name().into();
         Ok(())
+    }
+}
+
+impl LayerSink for CimWriter {
+    fn entry(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
+        self.checker.check(entry);
+        self.place(entry, data)
     }
 }

@@ -14,8 +14,12 @@ fn each_level_of_a_fork_chain_equals_the_layers_applied_in_order() {
     for (i, layer) in chain().iter().enumerate() {
         let cim = t.path().join(format!("l{i}.cim"));
         create_layer(layer, &cim, parent.as_deref());
+        // What the fork changes, applied onto the level below, gives the fork's view.
+        let mut rebuilt = model.clone();
+        rebuilt.apply(&changes(&cim));
         model.apply(layer);
         assert_same_tar(&model.canonical_tar(), &export(&cim));
+        assert_same_tar(&model.canonical_tar(), &rebuilt.canonical_tar());
         parent = Some(cim);
     }
     // Every lower level is still intact after its children were written.
@@ -42,8 +46,11 @@ fn generated_fork_chain_equals_the_layers_applied_in_order() {
         let tar = gen_layer(&t.path().join(format!("l{i}.tar")), args);
         let cim = t.path().join(format!("l{i}.cim"));
         create(&tar, &cim, parent.as_deref());
+        let mut rebuilt = model.clone();
+        rebuilt.apply(&changes(&cim));
         model.apply(&Layer::from_tar(&tar));
         assert_same_tar(&model.canonical_tar(), &export(&cim));
+        assert_same_tar(&model.canonical_tar(), &rebuilt.canonical_tar());
         parent = Some(cim);
     }
 }
@@ -97,4 +104,22 @@ fn failed_layers_leave_no_image() {
     let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "{left:?}");
     let _ = Path::new("");
+}
+
+#[test]
+fn a_fork_finds_the_image_it_was_forked_from() {
+    let t = tempfile::tempdir().unwrap();
+    let layers = chain();
+    create_layer(&layers[0], &t.path().join("l0.cim"), None);
+    create_layer(&layers[1], &t.path().join("l1.cim"), Some(&t.path().join("l0.cim")));
+    create_layer(&layers[2], &t.path().join("l2.cim"), Some(&t.path().join("l1.cim")));
+    let open = |n: &str| cimfs::Cim::open(&t.path().join(n)).unwrap();
+    let (l0, l1, l2) = (open("l0.cim"), open("l1.cim"), open("l2.cim"));
+    assert_eq!(l0.find_parent().unwrap(), None);
+    assert_eq!(l2.find_parent().unwrap(), Some(t.path().join("l1.cim")));
+    assert!(l2.is_fork_of(&l1) && l1.is_fork_of(&l0));
+    assert!(!l2.is_fork_of(&l0) && !l0.is_fork_of(&l2) && !l1.is_fork_of(&l1));
+    std::fs::rename(t.path().join("l1.cim"), t.path().join("elsewhere")).unwrap();
+    let err = l2.find_parent().unwrap_err().to_string();
+    assert!(err.contains("no .cim in") && err.contains("parent region sets"), "{err}");
 }

@@ -1,5 +1,5 @@
 //! Property tests on random trees: an image, and a fork of it, export exactly the reference
-//! model of the layers applied in order.
+//! model of the layers applied in order, and what the fork changes rebuilds it from the base.
 
 mod common;
 
@@ -112,8 +112,12 @@ proptest! {
         model.apply(&base);
         create_layer(&base, &t.path().join("base.cim"), None);
         assert_same_tar(&model.canonical_tar(), &export(&t.path().join("base.cim")));
+        let mut rebuilt = model.clone();
         model.apply(&top);
         create_layer(&top, &t.path().join("top.cim"), Some(&t.path().join("base.cim")));
         assert_same_tar(&model.canonical_tar(), &export(&t.path().join("top.cim")));
+        // What the fork changes, applied onto the base, gives the fork's view.
+        rebuilt.apply(&changes(&t.path().join("top.cim")));
+        assert_same_tar(&model.canonical_tar(), &rebuilt.canonical_tar());
     }
 }

@@ -6,6 +6,11 @@ use std::fmt;
 /// The top-level names a Windows layer may contain.
 pub const TOP_LEVEL: [&str; 3] = ["Files", "Hives", "UtilityVM"];
 
+/// Files importers generate at the root of a layer folder or image, beside the layer's own
+/// top-level names: hcsshim writes `layout` into base layers (processed, and CIM container
+/// layers). Never part of a layer tar; the layer rules refuse them.
+pub const GENERATED_ROOT_FILES: [&str; 1] = ["layout"];
+
 /// A checked path inside a layer: `/`-separated, relative, every component a name Windows can
 /// store, rooted at `Files`, `Hives` or `UtilityVM` (and below `UtilityVM` only at `Files`).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -140,6 +145,12 @@ impl LayerPath {
         Ok(LayerPath(path.to_string()))
     }
 
+    /// The path of a file importers generate at the root of a layer image (one of
+    /// [`GENERATED_ROOT_FILES`]), which [`LayerPath::parse`] refuses.
+    pub fn generated_root_file(name: &str) -> Option<LayerPath> {
+        GENERATED_ROOT_FILES.contains(&name).then(|| LayerPath(name.to_string()))
+    }
+
     /// The path text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -257,6 +268,9 @@ mod tests {
         assert!(LayerPath::parse(&format!("Files/{}", "a".repeat(256))).is_err());
         assert!(LayerPath::parse("Files/COM10").is_ok());
         assert!(LayerPath::parse("Files/CONSOLE").is_ok());
+        assert!(LayerPath::parse("layout").is_err());
+        assert_eq!(LayerPath::generated_root_file("layout").map(|p| p.to_string()), Some("layout".into()));
+        assert!(LayerPath::generated_root_file("Files/x").is_none());
     }
 
     #[test]

@@ -1,19 +1,17 @@
 //! `winlayer cim …`: thin commands over the cimfs crate.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cimfs::inspect::Stat;
 use cimfs::{Cim, CimSource, CimWriter};
 use clap::Subcommand;
-use serde::Serialize;
-use wcow_tar::{Input, LayerReader, Mode};
-use winlayer_core::dir::{DirOptions, DirSource};
+use winlayer_core::dir::DirOptions;
 use winlayer_core::{Collector, Error, LayerSource, Result};
 
-use crate::io::{WithProgress, bar};
-use crate::tar::{CompressionArgs, source_date_epoch, write_sorted};
+use crate::io::print;
+use crate::tar::{CompressionArgs, read_layer, source_date_epoch, write_sorted};
 
 #[derive(Subcommand)]
 pub enum CimCommand {
@@ -220,33 +218,9 @@ fn open(path: &Path) -> Result<Cim> {
     Cim::open(path)
 }
 
-/// Prints `value` as JSON or through `text`.
-fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<ExitCode> {
-    let mut out = BufWriter::new(io::stdout().lock());
-    let written = if json {
-        serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from).and_then(|_| writeln!(out))
-    } else {
-        text(&mut out)
-    };
-    written.and_then(|_| out.flush()).map_err(|e| Error::io("writing to standard output", e))?;
-    Ok(ExitCode::SUCCESS)
-}
-
 fn create(mut writer: CimWriter, from: &Path, base: bool, owner: &str, json: bool) -> Result<ExitCode> {
-    let meta = std::fs::metadata(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
-    if meta.is_dir() {
-        let progress = bar(None, "writing");
-        let options = DirOptions { base, owner: owner.to_string(), source_date_epoch: source_date_epoch()? };
-        DirSource::new(from, options).send_to(&mut WithProgress { inner: &mut writer, bar: &progress })?;
-        progress.finish_and_clear();
-    } else {
-        let input = Input::open(from).map_err(|e| Error::io(format!("opening {}", from.display()), e))?;
-        let progress = bar(input.remaining(), "writing");
-        let mut reader = LayerReader::new(input, Mode::Strict);
-        reader.read_into(&mut WithProgress { inner: &mut writer, bar: &progress })?;
-        progress.finish_and_clear();
-        reader.problems().iter().for_each(|p| eprintln!("winlayer: {p}"));
-    }
+    let options = DirOptions { base, owner: owner.to_string(), source_date_epoch: source_date_epoch()? };
+    read_layer(from, options, &mut writer, "writing")?;
     let summary = writer.finish()?;
     summary.warnings.iter().for_each(|p| eprintln!("winlayer: {p}"));
     print(json, &summary, |o| {

@@ -1,9 +1,12 @@
-//! Output files written whole or not at all, and progress bars on a terminal.
+//! Output files written whole or not at all, progress bars on a terminal, and reports as text
+//! or JSON.
 
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 use wcow_tar::{Compression, Output};
 use winlayer_core::{Data, Entry, Error, LayerSink, Result};
 
@@ -83,4 +86,20 @@ impl LayerSink for WithProgress<'_> {
         self.bar.set_message(entry.path.to_string());
         Ok(())
     }
+}
+
+/// Prints `value` to standard output as JSON, or as text through `text`.
+pub fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<ExitCode> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from).and_then(|_| writeln!(out))
+    } else {
+        text(&mut out)
+    };
+    written.and_then(|_| out.flush()).map_err(|e| Error::io("writing to standard output", e))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@ mod cim;
 mod cmdline;
 mod hive;
 mod io;
+mod layers;
 mod serve;
 mod tar;
 mod version;
@@ -55,6 +56,10 @@ enum Command {
     /// Metadata lives in ROOT/metadata.redb, snapshots in ROOT/snapshots/<id>. Stops cleanly on
     /// SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Base layers and CIM container layers (makebaselayer, import, export), as hcsshim's
+    /// wclayer lays them out.
+    #[command(flatten)]
+    Layers(layers::LayerCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Command::Cmdline(command) => cmdline::run(command),
         Command::Version(args) => version::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Layers(command) => layers::run(command),
     };
     match result {
         Ok(code) => code,

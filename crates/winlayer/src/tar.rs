@@ -13,7 +13,7 @@ use wcow_tar::{Compression, Input, LayerReader, Mode};
 use winlayer_core::dir::{DirOptions, DirSource};
 use winlayer_core::security::SecurityDescriptor;
 use winlayer_core::{
-    Checker, Collector, Data, Entry, EntryKind, Error, LayerSink, LayerSource, Result, Severity, attrs,
+    Checker, Collector, Data, Entry, EntryKind, Error, LayerSink, LayerSource, Result, Severity, Sorted, attrs,
 };
 
 use crate::io::{WithProgress, bar, write_output};
@@ -271,7 +271,12 @@ fn normalize(input: &Path, output: &Path, compression: Compression) -> Result<Ex
 
 /// Sorts, checks and writes a collected layer, showing progress.
 pub fn write_sorted(collector: Collector, output: &Path, compression: Compression) -> Result<ExitCode> {
-    let sorted = collector.finish()?;
+    write_canonical(collector.finish()?, output, compression)
+}
+
+/// Checks and writes a sorted layer (warnings to standard error), showing progress; nothing
+/// is written when the layer breaks a rule.
+pub fn write_canonical(sorted: Sorted, output: &Path, compression: Compression) -> Result<ExitCode> {
     let total = sorted.entries().map(|e| e.kind.data_len()).sum();
     let problems = sorted.check();
     for p in problems.iter().filter(|p| p.severity == Severity::Warning) {
@@ -339,4 +344,24 @@ fn from_dir(dir: &Path, output: &Path, base: bool, owner: &str, compression: Com
     let mut collector = Collector::new();
     DirSource::new(dir, options).send_to(&mut collector)?;
     write_sorted(collector, output, compression)
+}
+
+/// Sends a layer tar (plain, gzip or zstd; or '-') or a directory (read with `options`) into
+/// `sink`, with a progress bar; the reader's warnings go to standard error.
+pub fn read_layer(from: &Path, options: DirOptions, sink: &mut dyn LayerSink, verb: &'static str) -> Result<()> {
+    let is_dir = from.as_os_str() != "-"
+        && std::fs::metadata(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?.is_dir();
+    if is_dir {
+        let progress = bar(None, verb);
+        DirSource::new(from, options).send_to(&mut WithProgress { inner: sink, bar: &progress })?;
+        progress.finish_and_clear();
+    } else {
+        let input = open(from)?;
+        let progress = bar(input.remaining(), verb);
+        let mut reader = LayerReader::new(input, Mode::Strict);
+        reader.read_into(&mut WithProgress { inner: sink, bar: &progress })?;
+        progress.finish_and_clear();
+        reader.problems().iter().for_each(|p| eprintln!("winlayer: {p}"));
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cimfs::{Cim, CimSource, CimWriter, Summary};
+use cimfs::{Changes, Cim, CimSource, CimWriter, Summary};
 use wcow_tar::{Input, LayerReader, Mode};
 use winlayer_core::{Collector, LayerSource};
 
@@ -51,6 +51,17 @@ pub fn export(cim: &Path) -> Vec<u8> {
     let mut collector = Collector::new();
     CimSource::new(&cim).send_to(&mut collector).unwrap();
     wcow_tar::write_sorted(collector.finish().unwrap(), Vec::new()).unwrap()
+}
+
+/// What an image changes in the view of the image it was forked from (found beside it), as a
+/// layer read back from its canonical tar (so it also obeys every layer rule).
+pub fn changes(cim: &Path) -> Layer {
+    let cim = Cim::open(cim).unwrap();
+    let parent = cim.find_parent().unwrap().map(|p| Cim::open(&p).unwrap());
+    let mut collector = Collector::new();
+    Changes::new(&cim, parent.as_ref()).send_to(&mut collector).unwrap();
+    let tar = wcow_tar::write_sorted(collector.finish().unwrap(), Vec::new()).unwrap();
+    Layer::from_tar_bytes(&tar)
 }
 
 /// Entries of a tar, one line each (kind, path, attributes, size, link target), for readable diffs.
@@ -130,6 +141,11 @@ impl Layer {
     /// A layer read from a tar.
     pub fn from_tar(tar: &Path) -> Layer {
         Layer { entries: wcow_tar::reader::read_all(Input::open(tar).unwrap()).unwrap(), clock: 0 }
+    }
+    /// A layer read from tar bytes.
+    pub fn from_tar_bytes(tar: &[u8]) -> Layer {
+        let input = wcow_tar::reader::from_bytes(tar.to_vec()).unwrap();
+        Layer { entries: wcow_tar::reader::read_all(input).unwrap(), clock: 0 }
     }
     /// The layer as a tar, in the entries' order.
     pub fn tar(&self) -> Vec<u8> {

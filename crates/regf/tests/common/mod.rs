@@ -33,7 +33,8 @@ pub fn read_with(reader: &str, hives: &[&Path]) -> Vec<Json> {
         "hivex" | "hivexml" => std::env::var("WINLAYER_SYSTEM_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into()),
         _ => std::env::var("WINLAYER_PYTHON").unwrap_or_else(|_| "python3".into()),
     };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/readers.py");
+    // Through ../regf so that other crates including this helper find the script too.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../regf/tests/readers.py");
     let out = Command::new(&python)
         .arg(script)
         .arg(reader)
