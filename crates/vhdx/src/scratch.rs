@@ -41,6 +41,20 @@ pub trait Formatter {
     fn format(&self, image: &Path, partition_offset: u64, sector_size: u32) -> Result<()>;
 }
 
+/// Creates the base template disk (the formatted one); the differencing child is always
+/// written natively. Any [`Formatter`] is one (a native disk, partitioned, its data partition
+/// formatted); a Windows build can instead let Windows create and format the whole disk.
+pub trait BaseMaker {
+    /// Creates the base template at `path` (which may exist as an empty file).
+    fn create_base(&self, path: &Path, ids: &Ids) -> Result<()>;
+}
+
+impl<F: Formatter> BaseMaker for F {
+    fn create_base(&self, path: &Path, ids: &Ids) -> Result<()> {
+        create_base(path, self, ids)
+    }
+}
+
 /// Formats with ntfs-3g's `mkntfs`: quick format, 4 KiB clusters (Windows' default for this
 /// size), the partition's start sector in the boot sector, and a zero creation time.
 #[derive(Clone, Debug)]
@@ -245,7 +259,7 @@ fn pair_problem(base: &Path, diff: &Path) -> Option<String> {
 /// Makes sure `dir` holds a usable template pair, recreating both when either is missing or
 /// broken (or the differencing disk no longer matches the base). Each file is written under
 /// a temporary name and renamed into place.
-pub fn ensure_templates(dir: &Path, formatter: &dyn Formatter, ids: &Ids) -> Result<Templates> {
+pub fn ensure_templates(dir: &Path, maker: &dyn BaseMaker, ids: &Ids) -> Result<Templates> {
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let (base, diff) = (dir.join(BASE_NAME), dir.join(DIFF_NAME));
     let Some(problem) = pair_problem(&base, &diff) else {
@@ -260,7 +274,7 @@ pub fn ensure_templates(dir: &Path, formatter: &dyn Formatter, ids: &Ids) -> Res
         }
     }
     let result = (|| {
-        write_atomically(&base, |temp| create_base(temp, formatter, &ids.for_disk(BASE_NAME)))?;
+        write_atomically(&base, |temp| maker.create_base(temp, &ids.for_disk(BASE_NAME)))?;
         write_atomically(&diff, |temp| create_diff(&base, &diff, temp, &ids.for_disk(DIFF_NAME)))
     })();
     if result.is_err() {

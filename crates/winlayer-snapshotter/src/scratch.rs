@@ -13,29 +13,50 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use vhdx::Ids;
-use vhdx::scratch::{Formatter, Mkntfs, copy, ensure_templates};
+use vhdx::scratch::{BaseMaker, Mkntfs, copy, ensure_templates};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{Mode, ScratchProvider, ScratchRequest};
 
 /// Scratch disks made with the `vhdx` crate.
 pub struct VhdxScratch {
-    formatter: Box<dyn Formatter + Send + Sync>,
+    formatter: Box<dyn BaseMaker + Send + Sync>,
     /// Two first Prepares must not both make the cimfs templates.
     templates: Mutex<()>,
 }
 
 impl VhdxScratch {
     /// Formats the cimfs base template's NTFS with `formatter`.
-    pub fn new(formatter: Box<dyn Formatter + Send + Sync>) -> Self {
+    pub fn new(formatter: Box<dyn BaseMaker + Send + Sync>) -> Self {
         VhdxScratch { formatter, templates: Mutex::new(()) }
     }
 }
 
 impl Default for VhdxScratch {
-    /// Formats with ntfs-3g's `mkntfs`.
+    /// On Windows, when virtdisk.dll and computestorage.dll offer what is needed, Windows
+    /// creates and formats the base template; otherwise ntfs-3g's `mkntfs` formats it.
     fn default() -> Self {
+        #[cfg(windows)]
+        if let Ok(windows) = win32::scratch::ScratchFormatter::load(&win32::Source::System) {
+            return VhdxScratch::new(Box::new(WindowsFormat(windows)));
+        }
         VhdxScratch::new(Box::new(Mkntfs::default()))
+    }
+}
+
+/// The base template made by Windows itself (CreateVirtualDisk, then
+/// HcsFormatWritableLayerVhd), as containerd's CimFS snapshotter makes it.
+#[cfg(windows)]
+struct WindowsFormat(win32::scratch::ScratchFormatter);
+
+#[cfg(windows)]
+impl BaseMaker for WindowsFormat {
+    fn create_base(&self, path: &Path, _ids: &Ids) -> winlayer_core::Result<()> {
+        // CreateVirtualDisk refuses an existing file, and the caller hands us an empty one.
+        let _ = std::fs::remove_file(path);
+        self.0
+            .create_formatted(path, vhdx::scratch::TEMPLATE_SIZE)
+            .map_err(|e| winlayer_core::Error::Invalid(format!("Windows could not make the scratch template: {e}")))
     }
 }
 

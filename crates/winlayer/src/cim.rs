@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use cimfs::inspect::Stat;
 use cimfs::{Cim, CimSource, CimWriter};
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use winlayer_core::dir::DirOptions;
 use winlayer_core::{Collector, Error, LayerSource, Result};
 
@@ -45,6 +45,11 @@ pub enum CimCommand {
         /// winlayer still leaves no image, but a power loss may leave a broken one.
         #[arg(long)]
         no_sync: bool,
+        /// Which writer makes the image: winlayer's own (`native`), Windows' cimfs.dll
+        /// (`windows`, on Windows only), or `auto`: cimfs.dll when this Windows has a CIM
+        /// writer, winlayer's own otherwise.
+        #[arg(long, value_enum, default_value_t = Writer::Auto)]
+        writer: Writer,
         /// The image to write.
         #[arg(value_name = "OUT.cim")]
         out: PathBuf,
@@ -138,13 +143,41 @@ pub enum CimCommand {
     },
 }
 
+/// The CIM writers `cim create` can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Writer {
+    /// cimfs.dll when available, winlayer's own writer otherwise.
+    Auto,
+    /// winlayer's own writer (classic CIM, format 2.0), on any OS.
+    Native,
+    /// Windows' cimfs.dll.
+    Windows,
+}
+
+/// cimfs.dll, loaded and able to write, or why not.
+fn windows_writer() -> Result<win32::cimfs::CimFs> {
+    let fs = win32::cimfs::CimFs::load(&win32::Source::System).map_err(|e| Error::Invalid(e.to_string()))?;
+    fs.require_writer().map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(fs)
+}
+
 /// Runs a `cim` subcommand.
 pub fn run(command: CimCommand) -> Result<ExitCode> {
     match command {
-        CimCommand::Create { from, parent, base, owner, json, no_sync, out } => {
-            let mut writer = CimWriter::create(&out, parent.as_deref())?;
-            writer.set_durable(!no_sync);
-            create(writer, &from, base, &owner, json)
+        CimCommand::Create { from, parent, base, owner, json, no_sync, writer, out } => {
+            let windows = match writer {
+                Writer::Native => None,
+                Writer::Windows => Some(windows_writer()?),
+                Writer::Auto => cfg!(windows).then(windows_writer).and_then(Result::ok),
+            };
+            match windows {
+                Some(fs) => create_with_windows(&fs, &from, parent.as_deref(), base, &owner, &out),
+                None => {
+                    let mut writer = CimWriter::create(&out, parent.as_deref())?;
+                    writer.set_durable(!no_sync);
+                    create(writer, &from, base, &owner, json)
+                }
+            }
         }
         CimCommand::Ls { cim, path, recursive, json } => {
             ls(&open(&cim)?, path.as_deref().unwrap_or(""), recursive, json)
@@ -237,6 +270,42 @@ fn create(mut writer: CimWriter, from: &Path, base: bool, owner: &str, json: boo
             summary.data_bytes
         )
     })
+}
+
+/// Writes OUT.cim with cimfs.dll: a fork when a parent is given (it must sit in OUT.cim's
+/// directory, as cimfs.dll forks by name there).
+fn create_with_windows(
+    fs: &win32::cimfs::CimFs,
+    from: &Path,
+    parent: Option<&Path>,
+    base: bool,
+    owner: &str,
+    out: &Path,
+) -> Result<ExitCode> {
+    let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let parent_name = match parent {
+        Some(p) if p.parent().map(|d| d.canonicalize().ok()) != Some(dir.canonicalize().ok()) => {
+            return Err(Error::Invalid(format!(
+                "cimfs.dll forks only within one directory: {} is not in {}",
+                p.display(),
+                dir.display()
+            )));
+        }
+        Some(p) => Some(name(p).ok_or_else(|| Error::Invalid(format!("bad parent name {}", p.display())))?),
+        None => None,
+    };
+    let target = win32::cim_sink::CimTarget::Forked {
+        dir,
+        name: name(out).ok_or_else(|| Error::Invalid(format!("bad image name {}", out.display())))?,
+        parent: parent_name,
+    };
+    let mut sink = win32::cim_sink::CimSink::create(fs, &target).map_err(|e| Error::Invalid(e.to_string()))?;
+    let options = DirOptions { base, owner: owner.to_string(), source_date_epoch: source_date_epoch()? };
+    read_layer(from, options, &mut sink, "writing")?;
+    sink.finish().map_err(|e| Error::Invalid(e.to_string()))?;
+    eprintln!("winlayer: {} written by cimfs.dll", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn write_stat(out: &mut dyn Write, s: &Stat) -> io::Result<()> {
