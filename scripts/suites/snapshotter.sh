@@ -269,6 +269,9 @@ gc_then_cleanup windows ctr1 "extract-2 inspect" sha256:l2 base
 echo "-- ctr snapshots scenarios, cimfs mode"
 S="ctr --address $ctrd snapshots --snapshotter winlayer-cimfs"
 cims=$work/cimfs/snapshots/cim-layers
+$winlayer vhdx check $work/cimfs/blank.vhdx >/dev/null &&
+  ok "the scratch templates were made at start (winlayer vhdx check of blank.vhdx over blank-base.vhdx)" ||
+  die "cimfs mode started without its templates: $(ls $work/cimfs)"
 expect_fail "a scratch without parent is refused (as containerd's cimfs does)" "without any parent.*invalid argument" \
   $S prepare base-active
 out=$($S prepare --mounts "extract-1 sha256:b")

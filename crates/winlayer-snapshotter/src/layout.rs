@@ -89,6 +89,12 @@ pub struct ScratchRequest<'a> {
 /// Makes scratch disks (`sandbox.vhdx`): [`crate::scratch::VhdxScratch`] with the `vhdx`
 /// crate; a Windows build may format them with Windows' own API instead.
 pub trait ScratchProvider: Send + Sync {
+    /// Makes what every scratch of `mode` will share under `root`, when the snapshotter
+    /// starts (as containerd's CimFS snapshotter makes its templates at init).
+    fn prepare_root(&self, _root: &Path, _mode: Mode) -> Result<()> {
+        Ok(())
+    }
+
     /// Creates the scratch files in `request.dir`.
     fn create(&self, request: &ScratchRequest<'_>) -> Result<()>;
 }

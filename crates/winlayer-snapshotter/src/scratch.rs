@@ -3,7 +3,8 @@
 //! * `windows`: a copy of the base layer's `blank.vhdx` (written when Windows imports a base
 //!   layer), grown to the requested size;
 //! * `cimfs`: a copy of the root's shared differencing template `blank.vhdx` over
-//!   `blank-base.vhdx` (made on first use), grown to the requested size;
+//!   `blank-base.vhdx` (made when the snapshotter starts, remade by a Prepare that finds them
+//!   missing or broken), grown to the requested size;
 //! * with the utility-VM label, also `vm/sandbox.vhdx`, a copy of the base layer's
 //!   `UtilityVM/SystemTemplate.vhdx`.
 //!
@@ -21,7 +22,7 @@ use crate::layout::{Mode, ScratchProvider, ScratchRequest};
 /// Scratch disks made with the `vhdx` crate.
 pub struct VhdxScratch {
     formatter: Box<dyn BaseMaker + Send + Sync>,
-    /// Two first Prepares must not both make the cimfs templates.
+    /// Two Prepares must not both remake the cimfs templates.
     templates: Mutex<()>,
 }
 
@@ -83,17 +84,28 @@ fn base_layer_file(base: &Path, name: &str) -> Result<PathBuf> {
     }
 }
 
+impl VhdxScratch {
+    /// The cimfs template pair in `root`, (re)made when either is missing or broken.
+    fn cimfs_templates(&self, root: &Path) -> Result<vhdx::scratch::Templates> {
+        let _one_at_a_time = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+        ensure_templates(root, &*self.formatter, &Ids::Random)
+            .map_err(|e| vhdx_error("making the scratch templates", e))
+    }
+}
+
 impl ScratchProvider for VhdxScratch {
+    fn prepare_root(&self, root: &Path, mode: Mode) -> Result<()> {
+        if mode == Mode::Cimfs {
+            self.cimfs_templates(root)?;
+        }
+        Ok(())
+    }
+
     fn create(&self, request: &ScratchRequest<'_>) -> Result<()> {
         let base = request.parents.last().ok_or_else(|| Error::internal("a scratch needs a parent layer"))?;
         let template = match request.mode {
             Mode::Windows => base_layer_file(base, "blank.vhdx")?,
-            Mode::Cimfs => {
-                let _one_at_a_time = self.templates.lock().unwrap_or_else(|e| e.into_inner());
-                ensure_templates(request.root, &*self.formatter, &Ids::Random)
-                    .map_err(|e| vhdx_error("making the scratch templates", e))?
-                    .diff
-            }
+            Mode::Cimfs => self.cimfs_templates(request.root)?.diff,
             Mode::Linux => return Err(Error::internal("linux mode has no scratch disks")),
         };
         if request.utility_vm {

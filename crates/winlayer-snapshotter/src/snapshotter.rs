@@ -107,6 +107,7 @@ impl Snapshotter {
         let store = Store::open(&database, mode.name())?;
         let snapshotter = Snapshotter { layout, store, scratch, dirs: RwLock::new(()) };
         snapshotter.recover()?;
+        snapshotter.scratch.prepare_root(&root, mode)?;
         Ok(snapshotter)
     }
 

@@ -310,6 +310,10 @@ fn cimfs_mode_scratch_copies_the_roots_template() {
     let tmp = tempfile::tempdir().unwrap();
     let scratch = winlayer_snapshotter::scratch::VhdxScratch::new(Box::new(NoFilesystem));
     let s = Snapshotter::with_scratch(tmp.path(), Mode::Cimfs, Box::new(scratch)).unwrap();
+    // Made at start, as containerd's cimfs snapshotter makes them at init.
+    assert!(tmp.path().join("blank.vhdx").is_file() && tmp.path().join("blank-base.vhdx").is_file());
+    // A Prepare that finds the pair broken remakes both.
+    fs::remove_file(tmp.path().join("blank-base.vhdx")).unwrap();
     s.prepare("extract-1 sha256:a", "", &none()).unwrap();
     s.commit("sha256:a", "extract-1 sha256:a", &none()).unwrap();
     let m = s.prepare("container", "sha256:a", &none()).unwrap();
@@ -323,6 +327,25 @@ fn cimfs_mode_scratch_copies_the_roots_template() {
     // The templates stay in the root, outside what Cleanup looks at.
     s.cleanup().unwrap();
     assert!(tmp.path().join("blank.vhdx").is_file());
+}
+
+/// A formatter that fails, as mkntfs does when it is missing.
+struct BrokenFormatter;
+
+impl vhdx::scratch::Formatter for BrokenFormatter {
+    fn format(&self, _: &Path, _: u64, _: u32) -> winlayer_core::Result<()> {
+        Err(winlayer_core::Error::Invalid("mkntfs: not installed".into()))
+    }
+}
+
+#[test]
+fn cimfs_mode_refuses_to_start_without_its_templates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = winlayer_snapshotter::scratch::VhdxScratch::new(Box::new(BrokenFormatter));
+    let err = Snapshotter::with_scratch(tmp.path(), Mode::Cimfs, Box::new(scratch)).err().expect("must not start");
+    assert!(err.message().contains("making the scratch templates") && err.message().contains("mkntfs"), "{err}");
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("vhdx")), "half-made templates left: {left:?}");
 }
 
 #[test]
