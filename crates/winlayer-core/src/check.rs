@@ -3,10 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 
 use crate::attrs;
 use crate::entry::{Data, Entry, EntryKind, LayerSink, Result};
-use crate::path::{LayerPath, fold_case};
+use crate::path::{LayerPath, fold_case, fold_char};
 
 /// How bad a problem is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -76,6 +77,29 @@ enum Seen {
     HardLink,
 }
 
+/// A case-folded path as the checker remembers it: a 128-bit digest, keyed afresh for each
+/// checker, so a crafted layer cannot aim for a collision and an accidental one has a 2^-128
+/// chance. Every path of a layer is remembered, so a digest rather than the folded string
+/// saves most of the checker's memory on big layers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Folded(u64, u64);
+
+/// Makes [`Folded`] keys.
+#[derive(Default)]
+struct Folder {
+    keys: (RandomState, RandomState),
+    /// Reused for the folded string.
+    buf: String,
+}
+
+impl Folder {
+    fn key(&mut self, path: &str) -> Folded {
+        self.buf.clear();
+        self.buf.extend(path.chars().map(fold_char));
+        Folded(self.keys.0.hash_one(&self.buf), self.keys.1.hash_one(&self.buf))
+    }
+}
+
 /// Checks an entry stream against the layer rules, collecting every problem.
 ///
 /// Order rules (parents first, streams right after their owner, link targets before links) are
@@ -83,8 +107,10 @@ enum Seen {
 /// came) is checked by [`Checker::finish`].
 #[derive(Default)]
 pub struct Checker {
-    seen: HashMap<String, (LayerPath, Seen)>,
-    whiteouts: HashSet<String>,
+    /// Every path seen, as it was written.
+    seen: HashMap<Folded, (Box<str>, Seen)>,
+    folder: Folder,
+    whiteouts: HashSet<Folded>,
     owner: Option<(LayerPath, HashSet<String>)>,
     pending_links: Vec<(LayerPath, LayerPath)>,
     problems: Vec<Problem>,
@@ -121,6 +147,12 @@ impl Checker {
         self.problems.push(Problem::warning(path.to_string(), message));
     }
 
+    /// What `path` was, if it was seen (names compared case-insensitively).
+    fn seen_as(&mut self, path: &str) -> Option<Seen> {
+        let key = self.folder.key(path);
+        self.seen.get(&key).map(|(_, s)| *s)
+    }
+
     /// Checks one entry.
     pub fn check(&mut self, entry: &Entry) {
         self.entries += 1;
@@ -134,10 +166,10 @@ impl Checker {
             _ => {}
         }
         self.owner = None;
-        let folded = path.folded();
+        let folded = self.folder.key(path.as_str());
         if let Some((other, _)) = self.seen.get(&folded) {
             let other = other.clone();
-            if other == *path {
+            if *other == *path.as_str() {
                 self.error(path, "duplicate path: the layer already has an entry with this name");
             } else {
                 self.error(
@@ -173,12 +205,12 @@ impl Checker {
         if matches!(entry.kind, EntryKind::Directory | EntryKind::File { .. } | EntryKind::Symlink(_)) {
             self.owner = Some((path.clone(), HashSet::new()));
         }
-        self.seen.insert(folded, (path.clone(), seen));
+        self.seen.insert(folded, (path.as_str().into(), seen));
     }
 
     fn check_parent(&mut self, path: &LayerPath) {
         let Some(parent) = path.parent() else { return };
-        match self.seen.get(&parent.folded()).map(|(_, s)| *s) {
+        match self.seen_as(parent.as_str()) {
             Some(Seen::Directory) => {}
             None => self.error(
                 path,
@@ -235,7 +267,7 @@ impl Checker {
             self.error(path, "hard link to itself");
             return;
         }
-        match self.seen.get(&target.folded()).map(|(_, s)| *s) {
+        match self.seen_as(target.as_str()) {
             Some(Seen::File) | Some(Seen::HardLink) => {}
             Some(Seen::Directory) | Some(Seen::DirectoryLink) => {
                 self.error(path, format!("hard link to {target}, which is a directory"))
@@ -256,7 +288,7 @@ impl Checker {
                 }
             }
             _ => {
-                let message = if self.seen.contains_key(&path.folded()) {
+                let message = if self.seen_as(path.as_str()).is_some() {
                     format!("stream does not directly follow its owner {path}")
                 } else {
                     format!("stream of {path}, which has no entry before it")
@@ -287,8 +319,8 @@ impl Checker {
             );
             return;
         }
-        let folded = path.folded();
-        if !self.whiteouts.insert(folded.clone()) {
+        let folded = self.folder.key(path.as_str());
+        if !self.whiteouts.insert(folded) {
             self.error(path, "the same whiteout appears twice");
         } else if self.seen.contains_key(&folded) {
             self.warning(
@@ -304,7 +336,7 @@ impl Checker {
             self.problems.push(Problem::error(None, "the layer has no Files directory entry"));
         }
         for (link, target) in std::mem::take(&mut self.pending_links) {
-            if self.seen.contains_key(&target.folded()) {
+            if self.seen_as(target.as_str()).is_some() {
                 self.error(
                     &link,
                     format!("hard link target {target} comes after the link (targets must precede their links)"),

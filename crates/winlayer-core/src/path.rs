@@ -89,18 +89,19 @@ fn is_reserved_device_name(name: &str) -> bool {
 /// The case-folded form NTFS compares names by: each UTF-16 unit of the BMP mapped through a
 /// simple (one-to-one) upper-case mapping, like the volume's upcase table.
 pub fn fold_case(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if (c as u32) > 0xFFFF {
-                return c;
-            }
-            let mut up = c.to_uppercase();
-            match (up.next(), up.next()) {
-                (Some(u), None) if (u as u32) <= 0xFFFF => u,
-                _ => c,
-            }
-        })
-        .collect()
+    name.chars().map(fold_char).collect()
+}
+
+/// One character of [`fold_case`].
+pub fn fold_char(c: char) -> char {
+    if (c as u32) > 0xFFFF {
+        return c;
+    }
+    let mut up = c.to_uppercase();
+    match (up.next(), up.next()) {
+        (Some(u), None) if (u as u32) <= 0xFFFF => u,
+        _ => c,
+    }
 }
 
 impl LayerPath {
