@@ -7,7 +7,8 @@
 # Reports wall time, peak memory (/usr/bin/time) and ratios; then find+read of the FUSE mount
 # against the same on the directory GNU tar extracted. Output lands in bench/out/.
 # Needs: python3, GNU tar, tar2sqfs (squashfs-tools-ng), /usr/bin/time, /dev/fuse as root.
-# BENCH_SCALE=0.1 shrinks both layers (for a quick run).
+# BENCH_SCALE=0.1 shrinks both layers (for a quick run); BENCH_RUNS (default 5) sets the runs
+# per command, whose medians are reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in python3 tar tar2sqfs /usr/bin/time; do
@@ -22,13 +23,24 @@ scale=${BENCH_SCALE:-1}
 out=bench/out/cimfs
 rm -rf "$out" && mkdir -p "$out"
 
-# Runs a command under /usr/bin/time; prints "wall_seconds cpu_seconds peak_kib" (CPU = user +
-# system: on a shared machine it is steadier than wall time).
+runs=${BENCH_RUNS:-5}
+
+# measure SETUP CMD...: RUNS times, runs the shell snippet SETUP (it clears CMD's output) and
+# then CMD under /usr/bin/time; prints the medians "wall_seconds cpu_seconds peak_kib" (CPU =
+# user + system: on a shared machine it is steadier than wall time).
 measure() {
-  /usr/bin/time -f "%e %U %S %M" -o "$out/time" "$@" >/dev/null 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
-  read -r wall user sys kib < "$out/time"
-  echo "$wall $(python3 -c "print(f'{$user + $sys:.2f}')") $kib"
+  local setup=$1 walls=() cpus=() kibs=()
+  shift
+  for _ in $(seq "$runs"); do
+    eval "$setup"
+    sync
+    /usr/bin/time -f "%e %U %S %M" -o "$out/time" "$@" >/dev/null 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
+    read -r wall user sys kib < "$out/time"
+    walls+=("$wall"); cpus+=("$(python3 -c "print(f'{$user + $sys:.2f}')")"); kibs+=("$kib")
+  done
+  echo "$(median "${walls[@]}") $(median "${cpus[@]}") $(median "${kibs[@]}")"
 }
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else 'n/a')" "$1" "$2"; }
 row() { printf '  %-22s %7s s wall %7s s CPU %6s MiB peak\n' "$1" "$2" "$3" "$(( $4 / 1024 ))"; }
 
@@ -40,19 +52,16 @@ bench_layer() {
   mkdir -p "$dir"
   python3 "$gen" --profile base --files "$files" --mib "$mib" --seed 1 -o "$dir/layer.tar"
   echo "== $name: $files files, $(( $(stat -c %s "$dir/layer.tar") / 1048576 )) MiB tar"
-  sync
-  read -r cp_s cp_c cp_k < <(measure cp "$dir/layer.tar" "$dir/copy.tar")
+  read -r cp_s cp_c cp_k < <(measure "rm -f '$dir/copy.tar'" cp "$dir/layer.tar" "$dir/copy.tar")
+  read -r dd_s dd_c dd_k < <(measure "rm -f '$dir/copy.tar'" dd if="$dir/layer.tar" of="$dir/copy.tar" bs=1M conv=fsync)
   rm -f "$dir/copy.tar"
-  read -r dd_s dd_c dd_k < <(measure dd if="$dir/layer.tar" of="$dir/copy.tar" bs=1M conv=fsync)
-  rm -f "$dir/copy.tar"
-  mkdir "$dir/x"
-  read -r tar_s tar_c tar_k < <(measure tar -xf "$dir/layer.tar" -C "$dir/x")
-  read -r sq_s sq_c sq_k < <(measure sh -c "tar2sqfs -q -f -c lz4 '$dir/layer.sqfs' < '$dir/layer.tar'")
-  mkdir "$dir/fast" "$dir/cim"
-  read -r fast_s fast_c fast_k < <(measure "$winlayer" cim create --no-sync --from "$dir/layer.tar" "$dir/fast/layer.cim")
+  read -r tar_s tar_c tar_k < <(measure "rm -rf '$dir/x'; mkdir '$dir/x'" tar -xf "$dir/layer.tar" -C "$dir/x")
+  read -r sq_s sq_c sq_k < <(measure "rm -f '$dir/layer.sqfs'" sh -c "tar2sqfs -q -f -c lz4 '$dir/layer.sqfs' < '$dir/layer.tar'")
+  read -r fast_s fast_c fast_k < <(measure "rm -rf '$dir/fast'; mkdir '$dir/fast'" \
+    "$winlayer" cim create --no-sync --from "$dir/layer.tar" "$dir/fast/layer.cim")
   rm -rf "$dir/fast"
-  sync
-  read -r cim_s cim_c cim_k < <(measure "$winlayer" cim create --from "$dir/layer.tar" "$dir/cim/layer.cim")
+  read -r cim_s cim_c cim_k < <(measure "rm -rf '$dir/cim'; mkdir '$dir/cim'" \
+    "$winlayer" cim create --from "$dir/layer.tar" "$dir/cim/layer.cim")
   row "cp (I/O limit)" "$cp_s" "$cp_c" "$cp_k"
   row "dd conv=fsync" "$dd_s" "$dd_c" "$dd_k"
   row "GNU tar -x" "$tar_s" "$tar_c" "$tar_k"
@@ -67,10 +76,10 @@ bench_layer() {
     mkdir "$dir/mnt"
     "$winlayer" cim mount "$dir/cim/layer.cim" "$dir/mnt"
     local readall='find "$0" -type f -print0 | xargs -0 cat > /dev/null'
-    measure sh -c "$readall" "$dir/x/Files" >/dev/null # warm both page caches once
-    measure sh -c "$readall" "$dir/mnt/Files" >/dev/null
-    read -r dx_s dx_c dx_k < <(measure sh -c "$readall" "$dir/x/Files")
-    read -r mn_s mn_c mn_k < <(measure sh -c "$readall" "$dir/mnt/Files")
+    sh -c "$readall" "$dir/x/Files" # warm both page caches once
+    sh -c "$readall" "$dir/mnt/Files"
+    read -r dx_s dx_c dx_k < <(measure : sh -c "$readall" "$dir/x/Files")
+    read -r mn_s mn_c mn_k < <(measure : sh -c "$readall" "$dir/mnt/Files")
     "$winlayer" cim umount "$dir/mnt"
     row "find+read extracted" "$dx_s" "$dx_c" "$dx_k"
     row "find+read FUSE mount" "$mn_s" "$mn_c" "$mn_k"
@@ -81,6 +90,6 @@ bench_layer() {
   rm -rf "$dir/x" "$dir/cim" "$dir/layer.sqfs"
 }
 
-echo "winlayer cim create vs peers (one run each; $(nproc) CPUs; tar2sqfs uses its default job count)"
+echo "winlayer cim create vs peers (medians of $runs runs each; $(nproc) CPUs; tar2sqfs uses its default job count)"
 bench_layer base-20k 20000 400
 bench_layer files-100k 100000 200
