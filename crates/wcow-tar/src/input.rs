@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
@@ -88,13 +89,87 @@ impl<R: BufRead> Read for ZstdFrames<R> {
 fn decompressor(compression: Compression, raw: impl BufRead + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     Ok(match compression {
         Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
+        Compression::Gzip => Box::new(ReadAhead::spawn(flate2::bufread::MultiGzDecoder::new(raw))?),
         Compression::Zstd => {
             let dec = StreamingDecoder::new(raw)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
-            Box::new(ZstdFrames { current: Some(dec) })
+            Box::new(ReadAhead::spawn(ZstdFrames { current: Some(dec) })?)
         }
     })
+}
+
+/// Bytes of one read-ahead chunk, and chunks that may wait for the reader.
+const AHEAD_CHUNK: usize = 256 << 10;
+const AHEAD_CHUNKS: usize = 4;
+
+/// A reader run on a thread of its own, a few chunks ahead: decompressing a layer costs about
+/// as much as everything else done with it, so it goes on the other core.
+struct ReadAhead {
+    chunks: Receiver<io::Result<Vec<u8>>>,
+    /// Chunks read, handed back for reuse.
+    spent: SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl ReadAhead {
+    fn spawn(mut inner: impl Read + Send + 'static) -> io::Result<ReadAhead> {
+        let (ready, chunks) = sync_channel(AHEAD_CHUNKS);
+        let (spent, reuse) = sync_channel::<Vec<u8>>(AHEAD_CHUNKS + 1);
+        // The thread ends at the end of the stream, on an error, or when the reader is gone.
+        std::thread::Builder::new().name("layer-decompress".into()).spawn(move || {
+            loop {
+                let mut chunk = reuse.try_recv().unwrap_or_default();
+                chunk.resize(AHEAD_CHUNK, 0);
+                let (mut n, mut failed) = (0, None);
+                while n < AHEAD_CHUNK {
+                    match inner.read(&mut chunk[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                chunk.truncate(n);
+                // Bytes before an error still count; an empty chunk marks the end.
+                let end = n == 0 && failed.is_none();
+                if (n > 0 || end) && ready.send(Ok(chunk)).is_err() {
+                    return;
+                }
+                if let Some(e) = failed {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+                if end {
+                    return;
+                }
+            }
+        })?;
+        Ok(ReadAhead { chunks, spent, current: Vec::new(), at: 0, ended: false })
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() && !self.ended {
+            let next = match self.chunks.recv() {
+                Ok(result) => result?,
+                Err(_) => return Err(io::Error::other("the decompression thread stopped")),
+            };
+            self.ended = next.is_empty();
+            let done = std::mem::replace(&mut self.current, next);
+            let _ = self.spent.try_send(done);
+            self.at = 0;
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 impl Input {
@@ -319,6 +394,51 @@ mod tests {
             let mut back = String::new();
             Input::from_reader(io::Cursor::new(blob)).unwrap().read_to_string(&mut back).unwrap();
             assert_eq!(back, "first second", "{c:?}");
+        }
+    }
+
+    /// Gives `data` in reads of at most 1000 bytes, then fails.
+    struct FailsAfter(io::Cursor<Vec<u8>>);
+
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let max = buf.len().min(1000);
+            match self.0.read(&mut buf[..max])? {
+                0 => Err(io::Error::new(io::ErrorKind::InvalidData, "broken on purpose")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn read_ahead_keeps_every_byte_and_then_the_error() {
+        // Across several chunks, and ending inside one.
+        let data: Vec<u8> = (0..(AHEAD_CHUNK * 3 + 12345) as u32).map(|i| (i % 253) as u8).collect();
+        let mut ahead = ReadAhead::spawn(FailsAfter(io::Cursor::new(data.clone()))).unwrap();
+        let mut back = Vec::new();
+        let err = ahead.read_to_end(&mut back).unwrap_err();
+        assert_eq!(back, data, "every byte before the error arrives, in order");
+        assert_eq!(err.to_string(), "broken on purpose");
+        // A reader dropped early ends the thread rather than leaving it blocked.
+        let endless = io::repeat(7);
+        let mut ahead = ReadAhead::spawn(endless).unwrap();
+        let mut some = [0u8; 10];
+        ahead.read_exact(&mut some).unwrap();
+        drop(ahead);
+    }
+
+    #[test]
+    fn truncated_compressed_input_is_an_error_after_its_bytes() {
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let mut out = Output::new(Vec::new(), c).unwrap();
+            out.write_all(&data).unwrap();
+            let mut blob = out.finish().unwrap();
+            blob.truncate(blob.len() * 2 / 3);
+            let mut back = Vec::new();
+            let result = Input::from_reader(io::Cursor::new(blob)).unwrap().read_to_end(&mut back);
+            assert!(result.is_err(), "{c:?}: a truncated stream must not look complete");
+            assert!(data.starts_with(&back), "{c:?}: what was read is the start of the data");
         }
     }
 
