@@ -10,8 +10,8 @@ use std::ffi::c_void;
 
 use serde_json::{Value, json};
 
-use crate::read::{field, fnv, guid, hex, pointer, unhex, wstr};
-use crate::{give, handle_name, record, ret, scripted};
+use crate::read::{field, fnv, guid, hex, pointer, wstr};
+use crate::{give, handle_name, record, ret, scripted_bytes, scripted_number};
 
 type Handle = *mut c_void;
 
@@ -236,8 +236,8 @@ pub unsafe extern "system" fn CimSealImage(
 ) -> i32 {
     let code = hr("CimSealImage", json!({ "path": unsafe { wstr(path) }, "hash_null": hash.is_null() }));
     if code >= 0 {
-        let bytes = unhex(scripted("CimSealImage", "hash").as_ref().and_then(Value::as_str).unwrap_or(""));
-        let fixed = scripted("CimSealImage", "fixed_header_size").and_then(|v| v.as_u64()).unwrap_or(0);
+        let bytes = scripted_bytes("CimSealImage", "hash");
+        let fixed = scripted_number("CimSealImage", "fixed_header_size", 0);
         // SAFETY: the outputs are writable; the hash buffer holds the scripted hash.
         unsafe {
             *hash_size = bytes.len() as u64;
@@ -268,8 +268,8 @@ pub unsafe extern "system" fn CimGetVerificationInformation(
         json!({ "path": unsafe { wstr(path) }, "hash_null": hash.is_null(), "signature_null": signature.is_null() });
     let code = hr(CALL, args);
     if code >= 0 {
-        let number = |key: &str| scripted(CALL, key).and_then(|v| v.as_u64()).unwrap_or(0);
-        let bytes = unhex(scripted(CALL, "hash").as_ref().and_then(Value::as_str).unwrap_or(""));
+        let number = |key: &str| scripted_number(CALL, key, 0);
+        let bytes = scripted_bytes(CALL, "hash");
         // SAFETY: the outputs are writable; the hash buffer holds the scripted hash.
         unsafe {
             *sealed = number("sealed") as u32;

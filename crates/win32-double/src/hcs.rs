@@ -8,7 +8,7 @@ use std::ffi::c_void;
 use serde_json::{Value, json};
 
 use crate::read::{field, fnv, guid, pointer, put_wstr, wstr};
-use crate::{handle_name, record, ret, scripted};
+use crate::{handle_name, record, ret, scripted_string};
 
 fn hr(call: &str, args: Value) -> i32 {
     record(call, args);
@@ -139,7 +139,7 @@ pub unsafe extern "system" fn GetLayerMountPath(
     if code < 0 {
         return code;
     }
-    let path = scripted(CALL, "mount_path").and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let path = scripted_string(CALL, "mount_path");
     let needed = if path.is_empty() { 0 } else { path.encode_utf16().count() + 1 };
     // SAFETY: `length` writable; `buffer` holds `length_in` units.
     unsafe {

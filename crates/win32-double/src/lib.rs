@@ -62,6 +62,26 @@ fn scripted(call: &str, key: &str) -> Option<Value> {
     STATE.with(|s| s.borrow().script.get(call).and_then(|c| c.get(key)).cloned())
 }
 
+/// The scripted number `key` of `call`, or `default`.
+fn scripted_number(call: &str, key: &str, default: u64) -> u64 {
+    scripted(call, key).and_then(|v| v.as_u64()).unwrap_or(default)
+}
+
+/// The scripted bytes `key` of `call` (a hex string), or none.
+fn scripted_bytes(call: &str, key: &str) -> Vec<u8> {
+    read::unhex(scripted(call, key).as_ref().and_then(Value::as_str).unwrap_or(""))
+}
+
+/// The scripted string `key` of `call`, or an empty one.
+fn scripted_string(call: &str, key: &str) -> String {
+    scripted(call, key).and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// Whether the scripted flag `key` of `call` is set.
+fn scripted_flag(call: &str, key: &str) -> bool {
+    scripted(call, key).and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
 /// The scripted return value of `call`, or `default`.
 fn ret(call: &str, default: i64) -> i64 {
     scripted(call, "ret").and_then(|v| v.as_i64()).unwrap_or(default)

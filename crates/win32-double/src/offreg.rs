@@ -4,8 +4,8 @@ use std::ffi::c_void;
 
 use serde_json::{Value, json};
 
-use crate::read::{hex, unhex, wstr};
-use crate::{give, handle_name, record, ret, scripted};
+use crate::read::{hex, wstr};
+use crate::{give, handle_name, record, ret, scripted_bytes, scripted_flag, scripted_number};
 
 type Key = *mut c_void;
 
@@ -146,11 +146,11 @@ pub unsafe extern "system" fn ORGetValue(
     if result != 0 {
         return result;
     }
-    if scripted(CALL, "missing").and_then(|v| v.as_bool()).unwrap_or(false) {
+    if scripted_flag(CALL, "missing") {
         return 2;
     }
-    let bytes = unhex(scripted(CALL, "data").as_ref().and_then(Value::as_str).unwrap_or(""));
-    let value_type = scripted(CALL, "type").and_then(|v| v.as_u64()).unwrap_or(3) as u32;
+    let bytes = scripted_bytes(CALL, "data");
+    let value_type = scripted_number(CALL, "type", 3) as u32;
     // SAFETY: the outputs are writable; `data` holds `size_in` bytes.
     unsafe {
         if !kind.is_null() {

@@ -8,8 +8,11 @@ use std::ffi::c_void;
 
 use serde_json::{Value, json};
 
-use crate::read::{field, unhex, wstr};
-use crate::{allocate, allocation_len, handle_name, record, release, ret, scripted};
+use crate::read::{field, wstr};
+use crate::{
+    allocate, allocation_len, handle_name, record, release, ret, scripted, scripted_bytes, scripted_flag,
+    scripted_number,
+};
 
 /// Records the close; TRUE unless scripted.
 #[unsafe(no_mangle)]
@@ -95,10 +98,10 @@ pub unsafe extern "system" fn RegGetValueW(
     if result != 0 {
         return result;
     }
-    if scripted(CALL, "missing").and_then(|v| v.as_bool()).unwrap_or(false) {
+    if scripted_flag(CALL, "missing") {
         return 2;
     }
-    let dword = scripted(CALL, "dword").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    let dword = scripted_number(CALL, "dword", 0) as u32;
     // SAFETY: as documented above.
     unsafe {
         if !kind.is_null() {
@@ -141,7 +144,7 @@ pub unsafe extern "system" fn GetSecurityInfo(
     );
     let result = ret(CALL, 0) as u32;
     if result == 0 && !descriptor.is_null() {
-        let bytes = unhex(scripted(CALL, "descriptor").as_ref().and_then(Value::as_str).unwrap_or(""));
+        let bytes = scripted_bytes(CALL, "descriptor");
         // SAFETY: writable.
         unsafe { *descriptor = allocate(&bytes).cast() };
     }

@@ -15,7 +15,7 @@ use std::ffi::c_void;
 use serde_json::{Value, json};
 
 use crate::read::{field, guid, pointer, put_wstr, wstr};
-use crate::{give, handle_name, record, ret, scripted};
+use crate::{give, handle_name, record, ret, scripted_string};
 
 type Handle = *mut c_void;
 
@@ -197,7 +197,7 @@ pub unsafe extern "system" fn GetVirtualDiskPhysicalPath(disk: Handle, size: *mu
     if code != 0 {
         return code;
     }
-    let path = scripted(CALL, "path").and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let path = scripted_string(CALL, "path");
     let needed = (path.encode_utf16().count() as u32 + 1) * 2;
     // SAFETY: `buffer` holds `size_in` bytes; `size` is writable.
     unsafe {
