@@ -5,11 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build -q --locked -p winlayer
-winlayer=$PWD/target/debug/winlayer
+winlayer=${CARGO_TARGET_DIR:-$PWD/target}/debug/winlayer
 python=${WINLAYER_PYTHON:-python3}
-gen=""
-for d in .. ../.. ../../..; do [ -f "$d/shared/tools/gen-wcow-layer.py" ] && gen="$d/shared/tools/gen-wcow-layer.py" && break; done
-[ -n "$gen" ] || { echo "cimfs suite: shared/tools/gen-wcow-layer.py not found beside the repository" >&2; exit 1; }
+gen=$PWD/scripts/gen-layer.py
 work=$(mktemp -d)
 mnt=$work/mnt
 cleanup() { mountpoint -q "$mnt" 2>/dev/null && "$winlayer" cim umount "$mnt"; rm -rf "$work"; }
@@ -41,7 +39,8 @@ step "cim info, ls -R --json and stat agree on the tree"
 names=$("$winlayer" cim info --json "$work/cims/app.cim" | "$python" -c "import json,sys; i=json.load(sys.stdin); assert len(i['region_sets']) == 2; print(i['counts']['names'])")
 listed=$("$winlayer" cim ls -R --json "$work/cims/app.cim" | "$python" -c "import json,sys; print(len(json.load(sys.stdin)))")
 [ "$names" = "$listed" ] || { echo "info counts $names names, ls -R lists $listed" >&2; exit 1; }
-"$winlayer" cim stat "$work/cims/app.cim" 'files\USERS\all users' | grep -q 'junction'
+"$winlayer" cim stat "$work/cims/app.cim" 'files\USERS\all users' | grep -q '(symlink)'
+"$winlayer" cim stat "$work/cims/app.cim" 'files\DOCUMENTS AND SETTINGS' | grep -q '(junction)'
 
 step "cim extract, then a FUSE mount that reads exactly like the extraction"
 "$winlayer" cim extract "$work/cims/app.cim" "$work/x" 2>/dev/null

@@ -2,7 +2,7 @@
 //!
 //! containerd's CimFS snapshotter keeps one formatted base disk and one differencing disk over
 //! it in its root, and copies the small differencing disk for each container's scratch
-//! (`../shared/docs/wcow-layer-format.md` §5.4). [`ensure_templates`] makes that pair here:
+//! (containerd `plugins/snapshots/windows/cimfs.go`). [`ensure_templates`] makes that pair here:
 //! `blank-base.vhdx`, a 10 GiB dynamic disk with 1 MiB blocks holding a GPT with a Microsoft
 //! reserved partition and an NTFS basic data partition (the layout hcsshim expects of scratch
 //! disks Windows formats), and `blank.vhdx` over it. [`copy`] makes a container's scratch from
