@@ -1,7 +1,7 @@
 //! The proof of CIM container layers: a base layer made from a plain Linux directory, imported
 //! as a CIM container layer, and two non-base layers with differencing hives on top. The layer
-//! directories and CIMs hold exactly the files hcsshim's importer writes (§22 of the CimFS
-//! notes), every hive — the merged `_BASE` ones included — reads in five independent readers
+//! directories and CIMs hold exactly the files hcsshim's importer writes (hcsshim
+//! `internal/wclayer/cim`, docs/layers.md), every hive — the merged `_BASE` ones included — reads in five independent readers
 //! (hivex, regipy, python-registry, dissect.regf, libregf), and export gives back each layer's
 //! canonical tar, whiteouts and cross-layer hard links included.
 // Unix files (symlinks, inodes) build the trees; the Windows cross build leaves these out.
