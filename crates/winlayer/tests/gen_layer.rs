@@ -5,7 +5,6 @@
 //! differencing hives merged onto the base's.
 
 #[path = "../../regf/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod hives;
 
 use std::path::{Path, PathBuf};
