@@ -156,32 +156,32 @@ pub fn reading_bar(reader: &mut LayerReader, total: Option<u64>, verb: &'static 
     bar
 }
 
-/// Passes entries on to `inner`, naming each on `bar`; when writing (or reading a directory,
-/// which has no size to count against) also advancing it by each entry's data.
+/// Passes entries on to `inner`, advancing `bar` by each entry's data (for writing, and for
+/// a directory source, which has no size to count against).
 pub struct WithProgress<'a> {
-    inner: &'a mut dyn LayerSink,
-    bar: &'a ProgressBar,
-    by_data: bool,
-}
-
-impl<'a> WithProgress<'a> {
-    /// The bar counts the entries' data.
-    pub fn counting(inner: &'a mut dyn LayerSink, bar: &'a ProgressBar) -> Self {
-        WithProgress { inner, bar, by_data: true }
-    }
-
-    /// The bar is advanced by the reader ([`reading_bar`]).
-    pub fn naming(inner: &'a mut dyn LayerSink, bar: &'a ProgressBar) -> Self {
-        WithProgress { inner, bar, by_data: false }
-    }
+    pub inner: &'a mut dyn LayerSink,
+    pub bar: &'a ProgressBar,
 }
 
 impl LayerSink for WithProgress<'_> {
     fn entry(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
         self.inner.entry(entry, data)?;
-        if self.by_data {
-            self.bar.inc(entry.kind.data_len());
-        }
+        self.bar.inc(entry.kind.data_len());
+        self.bar.set_message(entry.path.to_string());
+        Ok(())
+    }
+}
+
+/// Passes entries on to `inner`, naming each on `bar`, which the reader advances
+/// ([`reading_bar`]).
+pub struct Naming<'a> {
+    pub inner: &'a mut dyn LayerSink,
+    pub bar: &'a ProgressBar,
+}
+
+impl LayerSink for Naming<'_> {
+    fn entry(&mut self, entry: &Entry, data: &mut Data<'_>) -> Result<()> {
+        self.inner.entry(entry, data)?;
         self.bar.set_message(entry.path.to_string());
         Ok(())
     }
@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(total, Some(bytes.len() as u64));
         let mut reader = LayerReader::new(input, wcow_tar::Mode::Strict);
         let bar = reading_bar(&mut reader, total, "reading");
-        reader.read_into(&mut WithProgress::naming(&mut Collector::new(), &bar)).unwrap();
+        reader.read_into(&mut Naming { inner: &mut Collector::new(), bar: &bar }).unwrap();
         // Headers, padding and the end-of-archive blocks count too, not just file data.
         assert_eq!(bar.position(), bytes.len() as u64);
         assert_eq!(bar.length(), Some(bytes.len() as u64));

@@ -17,7 +17,7 @@ use winlayer_core::{
     Checker, Collector, Data, Entry, EntryKind, Error, LayerSink, LayerSource, Result, Severity, Sorted, attrs,
 };
 
-use crate::io::{WithProgress, bar, check_output, reading_bar, write_output};
+use crate::io::{Naming, WithProgress, bar, check_output, reading_bar, write_output};
 
 #[derive(Subcommand)]
 pub enum TarCommand {
@@ -272,7 +272,7 @@ fn normalize(input: &Path, output: &Path, clamp_times: bool, compression: Compre
     let reading = reading_bar(&mut reader, total, "reading");
     if clamp_times {
         let mut clamp = ClampTimes::new(&mut collector);
-        reader.read_into(&mut WithProgress::naming(&mut clamp, &reading))?;
+        reader.read_into(&mut Naming { inner: &mut clamp, bar: &reading })?;
         if clamp.clamped > 0 {
             eprintln!(
                 "winlayer: moved times of {} entr{} into 1677-09-21..2262-04-11 (--clamp-times)",
@@ -281,7 +281,7 @@ fn normalize(input: &Path, output: &Path, clamp_times: bool, compression: Compre
             );
         }
     } else {
-        reader.read_into(&mut WithProgress::naming(&mut collector, &reading))?;
+        reader.read_into(&mut Naming { inner: &mut collector, bar: &reading })?;
     }
     reading.finish_and_clear();
     for p in reader.problems() {
@@ -310,7 +310,7 @@ pub fn write_canonical(sorted: Sorted, output: &Path, compression: Compression) 
     let writing = bar(Some(total), "writing");
     write_output(output, compression, |out| {
         let mut writer = wcow_tar::TarWriter::new(out);
-        sorted.send_to(&mut WithProgress::counting(&mut writer, &writing))?;
+        sorted.send_to(&mut WithProgress { inner: &mut writer, bar: &writing })?;
         writer.finish().map(|_| ())
     })?;
     writing.finish_and_clear();
@@ -325,7 +325,7 @@ fn verify(input: &Path, json: bool) -> Result<ExitCode> {
     let progress = reading_bar(&mut reader, total, "checking");
     let mut checker = Checker::new();
     let mut importer = TimeWarnings::new(&mut checker);
-    let framing = reader.read_into(&mut WithProgress::naming(&mut importer, &progress));
+    let framing = reader.read_into(&mut Naming { inner: &mut importer, bar: &progress });
     let importer_warnings = importer.warnings;
     progress.finish_and_clear();
     let mut problems = reader.take_problems();
@@ -391,14 +391,14 @@ pub fn read_layer(from: &Path, options: DirOptions, sink: &mut dyn LayerSink, ve
         && std::fs::metadata(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?.is_dir();
     if is_dir {
         let progress = bar(None, verb);
-        DirSource::new(from, options).send_to(&mut WithProgress::counting(sink, &progress))?;
+        DirSource::new(from, options).send_to(&mut WithProgress { inner: sink, bar: &progress })?;
         progress.finish_and_clear();
     } else {
         let input = open(from)?;
         let total = input.remaining();
         let mut reader = LayerReader::new(input, Mode::Strict);
         let progress = reading_bar(&mut reader, total, verb);
-        reader.read_into(&mut WithProgress::naming(sink, &progress))?;
+        reader.read_into(&mut Naming { inner: sink, bar: &progress })?;
         progress.finish_and_clear();
         reader.problems().iter().for_each(|p| eprintln!("winlayer: {p}"));
     }
