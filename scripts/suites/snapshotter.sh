@@ -4,7 +4,8 @@
 #      (linux mode: every test 1.6.20 runs; windows and cimfs modes: the mount-free tests);
 #   2. a containerd daemon with one proxy_plugins entry per mode: the same suite through it,
 #      and `ctr snapshots` scenarios (prepare, view, commit, ls, info, label, usage, mounts,
-#      tree, rm, extraction keys, garbage collection then Cleanup, each mode's mount options);
+#      tree, rm, extraction keys, garbage collection then Cleanup, each mode's mount options,
+#      garbage collection over snapshots whose labels exceed one gRPC message);
 #   3. restarts: state survives a clean restart; a daemon killed with SIGKILL in the middle of
 #      commits and removes comes back consistent and Cleanup leaves no orphan.
 # Needs root (real mounts, containerd) on Linux; elsewhere it says so and skips.
@@ -17,7 +18,11 @@ if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 gosrc=/usr/share/gocode/src/github.com/containerd/containerd
-for tool in containerd ctr go mkntfs; do
+# Debian's Go (golang-go), named explicitly: containerd 1.6.20's sources build in GOPATH mode
+# with it, and `go` on PATH may be a newer one.
+debian_go=/usr/lib/go/bin/go
+[ -x $debian_go ] || { echo "snapshotter suite: Debian's Go ($debian_go) is missing (scripts/deps/apt-snapshotter.txt)"; exit 1; }
+for tool in containerd ctr mkntfs; do
   PATH=$PATH:/usr/sbin:/sbin command -v $tool >/dev/null ||
     { echo "snapshotter suite: $tool is missing (scripts/deps/apt-snapshotter.txt)"; exit 1; }
 done
@@ -39,14 +44,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "-- building containerd's conformance suite (Go $(go env GOVERSION), GOPATH mode)"
+echo "-- building containerd's conformance suite (Go $($debian_go env GOVERSION), GOPATH mode)"
 gopath=$repo/target/snapshotter-go
 mkdir -p $gopath/src
 ln -sfn $repo/crates/winlayer-snapshotter/conformance $gopath/src/conformance
 suite=$repo/target/snapshotter-conformance.test
 (cd $gopath/src/conformance &&
   GO111MODULE=off GOFLAGS= GOPATH=$gopath:/usr/share/gocode GOCACHE=${GOCACHE:-$repo/target/go-cache} \
-    go test -c -o $suite .)
+    $debian_go test -c -o $suite .)
 
 passes=0
 ok() { passes=$((passes + 1)); echo "  ok   $*"; }
@@ -98,6 +103,14 @@ stop() {
     [ ! -e $work/$1.sock ] || die "winlayer serve --mode $1 left its socket behind"
   fi
 }
+
+echo "-- a root other users can write is refused at start"
+mkdir -m 0777 $work/open-root
+if out=$($winlayer serve --mode linux --root $work/open-root --address $work/open.sock 2>&1); then
+  die "serve started on a root anyone can write"
+fi
+grep -q "writable by other users (mode 0777)" <<<"$out" && ok "refused with the reason: $out" || die "refusal without the reason: $out"
+[ -z "$(ls -A $work/open-root)" ] && ok "nothing was written into it" || die "serve wrote into the refused root"
 
 echo "-- List filters against containerd's own filter parser (the fuzz corpus, fuzz/corpus/snapshot_filter)"
 serve oracle-linux
@@ -229,6 +242,31 @@ $S commit sha256:l3 "extract-1 sha256:l3"
 expect_eq "an extraction key reaches the plugin as containerd's backend key" \
   "$(plugin linux | grep -cE '"name":"default/[0-9]+/sha256:l3"')" "1"
 gc_then_cleanup linux ctr1 ro1 sha256:l3 layer2 base
+
+echo "-- large labels: containerd's garbage collector lists them (List replies bounded by size)"
+# Six snapshots of 900 inherited labels of ~3.9 KB (each within containerd's 4096-byte limit):
+# 21 MB in all, more than the 16 MiB containerd's proxy client receives in one message.
+value=$(head -c 3860 /dev/zero | tr '\0' v)
+for i in 0 1 2 3 4 5; do
+  $S prepare big-$i >/dev/null
+  for chunk in 0 1 2 3 4 5; do
+    $S label big-$i $(for l in $(seq $((chunk * 150)) $((chunk * 150 + 149))); do
+      printf 'containerd.io/snapshot/big-%03d=%s ' $l "$value"
+    done) >/dev/null
+  done
+done
+expect_eq "the plugin holds six snapshots of 900 labels each" \
+  "$(plugin linux | python3 -c 'import json,sys; print(sorted(len(json.loads(l)["labels"]) for l in sys.stdin if "/big-" in l))')" \
+  "[900, 900, 900, 900, 900, 900]"
+$S rm big-0 big-1 big-2 big-3 big-4 big-5
+# A forced, synchronous garbage collection: deleting a lease with --sync runs one.
+ctr --address $ctrd leases create --id force-gc >/dev/null
+ctr --address $ctrd leases rm --sync force-gc >/dev/null
+expect_eq "after ctr snapshots rm and a forced garbage collection winlayer holds none of them" "$(count linux default/)" 0
+if grep -q 'garbage collection failed' $work/ctrd/containerd.log; then
+  die "containerd's garbage collection failed: $(grep 'garbage collection failed' $work/ctrd/containerd.log | head -1)"
+fi
+ok "containerd logged no failed garbage collection"
 
 echo "-- ctr snapshots scenarios, windows mode"
 S="ctr --address $ctrd snapshots --snapshotter winlayer-windows"
