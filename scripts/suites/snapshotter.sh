@@ -33,16 +33,7 @@ started=$(date +%s)
 cargo build -q --locked -p winlayer
 winlayer=$repo/target/debug/winlayer
 
-# Short paths: unix socket paths are limited to 107 bytes and the suite nests its own.
-work=$(mktemp -d /tmp/wls.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  awk -v w="$work" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/snapshot-suites.sh
 
 echo "-- building containerd's conformance suite (Go $($debian_go env GOVERSION), GOPATH mode)"
 gopath=$repo/target/snapshotter-go
@@ -53,30 +44,8 @@ suite=$repo/target/snapshotter-conformance.test
   GO111MODULE=off GOFLAGS= GOPATH=$gopath:/usr/share/gocode GOCACHE=${GOCACHE:-$repo/target/go-cache} \
     $debian_go test -c -o $suite .)
 
-passes=0
-ok() { passes=$((passes + 1)); echo "  ok   $*"; }
-die() { echo "  FAIL $*" >&2; exit 1; }
 
-# run_suite LABEL EXPECTED_PASSES PATTERN [VAR=value...]: runs the tests matching PATTERN with
-# the environment given; fails unless every test run passes (1.6.20 always skips Rename) and
-# exactly EXPECTED_PASSES passed.
-run_suite() {
-  local label=$1 expected=$2 pattern=$3 log=$work/suite-$RANDOM.log
-  shift 3
-  mkdir -p $work/tmp
-  if ! env TMPDIR=$work/tmp "$@" $suite -test.v -test.run "$pattern" >$log 2>&1; then
-    grep -E -- '--- FAIL|\.go:[0-9]+:' $log | head -40 >&2
-    die "$label: conformance suite failed (above)"
-  fi
-  local passed skipped
-  passed=$(grep -cE -- '^ +--- PASS' $log || true)
-  skipped=$(grep -E -- '^ +--- SKIP' $log | sed -E 's/.*SKIP: [^/]+\/([^ ]+).*/\1/' | tr '\n' ' ' || true)
-  [ "$passed" = "$expected" ] || die "$label: $passed tests passed, expected $expected"
-  ok "$label: $passed passed, skipped: ${skipped:-none}"
-}
-mountfree='/^(Update|Remove|Walk|StatInWalk|CloseTwice)$'
-
-echo "-- conformance suite through containerd's snapshots proxy client (one winlayer serve per test)"
+echo "-- conformance suite through containerd's snapshots proxy client (one winlayer serve per test; 1.6.20 always skips Rename)"
 run_suite "linux mode, direct" 20 '^TestProxySnapshotter$' WINLAYER_BIN=$winlayer WINLAYER_MODE=linux
 for mode in windows cimfs; do
   run_suite "$mode mode, direct, mount-free tests" 5 "^TestProxySnapshotter$mountfree" \
@@ -122,29 +91,7 @@ stop oracle-linux TERM
 for mode in linux windows cimfs; do serve $mode; done
 
 mkdir -p $work/ctrd
-cat >$work/ctrd/config.toml <<CONFIG
-version = 2
-root = "$work/ctrd/root"
-state = "$work/ctrd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/ctrd/ctrd.sock"
-[ttrpc]
-  address = "$work/ctrd/ctrd.sock.ttrpc"
-[proxy_plugins]
-  [proxy_plugins.winlayer-linux]
-    type = "snapshot"
-    address = "$work/linux.sock"
-  [proxy_plugins.winlayer-windows]
-    type = "snapshot"
-    address = "$work/windows.sock"
-  [proxy_plugins.winlayer-cimfs]
-    type = "snapshot"
-    address = "$work/cimfs.sock"
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$work/ctrd/opt"
-CONFIG
+containerd_config 2 $work/ctrd $work io.containerd.grpc.v1.cri
 containerd --config $work/ctrd/config.toml >$work/ctrd/containerd.log 2>&1 &
 pids+=($!)
 ctrd=$work/ctrd/ctrd.sock
@@ -184,8 +131,10 @@ gc_then_cleanup() {
   expect_eq "$mode: Cleanup after GC left one directory per snapshot, no orphan" \
     "$(ls $snapshots | grep -vc '^cim-layers$' || true)" "$(count $mode)"
 }
-# protect KEY: ctr 1.6 creates views without containerd.io/gc.root (prepare sets it), so a
-# garbage collection may take them at any time; label them at once.
+# view ARGS...: `$S view ARGS`, then protect KEY labels it at once: ctr 1.6 creates views
+# without containerd.io/gc.root (prepare sets it), so a garbage collection could take them. One
+# is forced first, so that none falls due in between (every 100 changes start one).
+view() { collect_garbage ctr --address $ctrd; $S view "$@"; }
 protect() { $S label "$1" containerd.io/gc.root=snapshotter-suite >/dev/null; }
 # count MODE [PREFIX]: how many snapshots (whose backend key starts with PREFIX) the plugin has.
 count() { plugin $1 | grep -c "\"name\":\"${2:-}" || true; }
@@ -211,7 +160,7 @@ expect_eq "the child sees its parent's files" "$(cat $mnt/base.txt)" "base"
 echo layer2 >$mnt/layer2.txt
 umount $mnt
 $S commit layer2 layer2-active
-out=$($S view --mounts ro1 layer2)
+out=$(view --mounts ro1 layer2)
 protect ro1
 expect_eq "view on two layers: read-only overlay, immediate parent first" \
   "$(json 'd[0]["Type"], len(d[0]["Options"][-1].split(":")), d[0]["Options"][-1].endswith(":" + "'$base_fs'")' <<<"$out")" \
@@ -244,24 +193,12 @@ expect_eq "an extraction key reaches the plugin as containerd's backend key" \
 gc_then_cleanup linux ctr1 ro1 sha256:l3 layer2 base
 
 echo "-- large labels: containerd's garbage collector lists them (List replies bounded by size)"
-# Six snapshots of 900 inherited labels of ~3.9 KB (each within containerd's 4096-byte limit):
-# 21 MB in all, more than the 16 MiB containerd's proxy client receives in one message.
-value=$(head -c 3860 /dev/zero | tr '\0' v)
-for i in 0 1 2 3 4 5; do
-  $S prepare big-$i >/dev/null
-  for chunk in 0 1 2 3 4 5; do
-    $S label big-$i $(for l in $(seq $((chunk * 150)) $((chunk * 150 + 149))); do
-      printf 'containerd.io/snapshot/big-%03d=%s ' $l "$value"
-    done) >/dev/null
-  done
-done
+big_labels $S
 expect_eq "the plugin holds six snapshots of 900 labels each" \
   "$(plugin linux | python3 -c 'import json,sys; print(sorted(len(json.loads(l)["labels"]) for l in sys.stdin if "/big-" in l))')" \
   "[900, 900, 900, 900, 900, 900]"
 $S rm big-0 big-1 big-2 big-3 big-4 big-5
-# A forced, synchronous garbage collection: deleting a lease with --sync runs one.
-ctr --address $ctrd leases create --id force-gc >/dev/null
-ctr --address $ctrd leases rm --sync force-gc >/dev/null
+collect_garbage ctr --address $ctrd
 expect_eq "after ctr snapshots rm and a forced garbage collection winlayer holds none of them" "$(count linux default/)" 0
 if grep -q 'garbage collection failed' $work/ctrd/containerd.log; then
   die "containerd's garbage collection failed: $(grep 'garbage collection failed' $work/ctrd/containerd.log | head -1)"
@@ -282,7 +219,7 @@ expect_eq "extraction on a parent: parentLayerPaths" "$(json 'd[0]["Options"]' <
 l2_dir=$(json 'd[0]["Source"]' <<<"$out")
 expect_eq "an extraction target is an empty directory" "$(ls -A $l2_dir)" ""
 $S commit sha256:l2 "extract-1 sha256:l2"
-out=$($S view --mounts "extract-2 inspect" sha256:l2)
+out=$(view --mounts "extract-2 inspect" sha256:l2)
 protect "extract-2 inspect"
 expect_eq "view: ro, parents immediate first" "$(json 'd[0]["Options"]' <<<"$out")" \
   "['ro', 'parentLayerPaths=[\"$l2_dir\",\"$base_dir\"]']"
@@ -333,7 +270,7 @@ $winlayer vhdx check $ctr1_dir/sandbox.vhdx >/dev/null &&
   die "cimfs scratch: $(ls $work/cimfs) $($winlayer vhdx check $ctr1_dir/sandbox.vhdx)"
 expect_fail "a container scratch cannot be committed (as containerd's cimfs)" "not supported.*not implemented" \
   $S commit layer ctr1
-out=$($S view --mounts "extract-3 inspect" sha256:c)
+out=$(view --mounts "extract-3 inspect" sha256:c)
 protect "extract-3 inspect"
 expect_eq "view: ro and two parents of each kind" \
   "$(json 'd[0]["Options"][0], d[0]["Options"][2].count(","), d[0]["Options"][3].count(",")' <<<"$out")" "ro 1 1"
@@ -358,7 +295,7 @@ umount $mnt
 $S commit base base-active
 $S prepare ctr1 base >/dev/null
 $S label ctr1 containerd.io/snapshot/l=1 >/dev/null
-$S view ro1 base >/dev/null
+view ro1 base >/dev/null
 protect ro1
 # The suite's own snapshots may still be under garbage collection: compare this namespace's.
 mine() { plugin linux | grep '"name":"default/' || true; }
