@@ -1,0 +1,175 @@
+//! `winlayer image …`: Windows images between registries and OCI image layouts (the
+//! winlayer-oci crate); parse, call, print.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use winlayer_core::Result;
+use winlayer_oci::registry::Options;
+use winlayer_oci::store::{self, CopyReport, Progress};
+use winlayer_oci::{Digest, Location, Platform};
+
+use crate::io::print;
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Pull an image from a registry into an OCI image layout.
+    ///
+    /// REF is host[:port]/repository[:tag][@digest]. From an index the manifest for
+    /// --platform is chosen (see `image copy --help`). LAYOUT is a directory (created when
+    /// missing) or oci:DIR[:TAG]; the image is named TAG (default latest) in its index.json,
+    /// which is written last and atomically. Blobs already in the layout are not fetched
+    /// again; every blob fetched is checked against its digest and size before it is kept.
+    Pull {
+        /// The image in the registry.
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// The image layout to write.
+        #[arg(short, long, value_name = "LAYOUT")]
+        output: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Push an image from an OCI image layout to a registry.
+    ///
+    /// LAYOUT is a directory or oci:DIR[:TAG] (without TAG: its only image, or the one named
+    /// latest). Blobs the registry has are not sent (HEAD); the manifest goes last, so the
+    /// tag never names an image the registry does not hold whole.
+    Push {
+        /// The image layout to read.
+        #[arg(value_name = "LAYOUT")]
+        layout: String,
+        /// Where to push it.
+        #[arg(value_name = "REF")]
+        reference: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Copy an image between any two registries and image layouts.
+    ///
+    /// SRC and DST are registry references or layouts (oci:DIR[:TAG], or a path starting
+    /// with /, ./ or ../). The Windows platform is chosen as containerd chooses it: with
+    /// --platform windows/amd64:10.0.20348.2113 an image of the same build, or on Windows
+    /// Server 2022 and later any build from 20348 up to the host's, the newest such.
+    /// Nondistributable (foreign) layers are kept as references and never fetched. Between
+    /// repositories of one registry, blobs are mounted instead of sent.
+    Copy {
+        /// Where the image is.
+        #[arg(value_name = "SRC")]
+        source: String,
+        /// Where it goes.
+        #[arg(value_name = "DST")]
+        destination: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct CommonArgs {
+    /// The platform to choose from an index: os/arch[/variant][:os.version].
+    #[arg(long, default_value = "windows/amd64", value_name = "PLATFORM")]
+    platform: String,
+    /// Speak plain HTTP to the registry (a registry on localhost).
+    #[arg(long)]
+    insecure: bool,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl CommonArgs {
+    fn options(&self) -> Options {
+        Options { insecure: self.insecure, ..Options::default() }
+    }
+}
+
+/// A layout argument: `oci:DIR[:TAG]` or a plain directory path.
+fn layout(text: &str) -> Result<Location> {
+    if text.starts_with("oci:") {
+        return Location::parse(text);
+    }
+    Ok(Location::Layout { path: text.into(), tag: None })
+}
+
+/// A registry argument, refused when it names a layout.
+fn registry(text: &str) -> Result<Location> {
+    match Location::parse(text)? {
+        l @ Location::Registry(_) => Ok(l),
+        Location::Layout { .. } => Err(winlayer_core::Error::Invalid(format!(
+            "{text}: a layout, but a registry reference (host/repository[:tag]) is wanted here; use `image copy`"
+        ))),
+    }
+}
+
+/// One progress bar per blob, on a terminal.
+struct Bars {
+    multi: MultiProgress,
+    bars: RefCell<HashMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: RefCell::default() }
+    }
+}
+
+impl Progress for Bars {
+    fn begin(&self, digest: &Digest, size: u64, verb: &str) {
+        let bar = self.multi.add(ProgressBar::new(size));
+        let style = ProgressStyle::with_template("{prefix} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template")
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(verb.to_string());
+        bar.set_message(digest.digest()[..12].to_string());
+        if let Some(old) = self.bars.borrow_mut().insert(digest.to_string(), bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn advance(&self, digest: &Digest, n: u64) {
+        if let Some(bar) = self.bars.borrow().get(&digest.to_string()) {
+            bar.inc(n);
+        }
+    }
+
+    fn end(&self, digest: &Digest, _outcome: &str) {
+        if let Some(bar) = self.bars.borrow_mut().remove(&digest.to_string()) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Runs an `image` command.
+pub fn run(command: ImageCommand) -> Result<ExitCode> {
+    match command {
+        ImageCommand::Pull { reference, output, common } => copy(registry(&reference)?, layout(&output)?, &common),
+        ImageCommand::Push { layout: from, reference, common } => copy(layout(&from)?, registry(&reference)?, &common),
+        ImageCommand::Copy { source, destination, common } => {
+            copy(Location::parse(&source)?, Location::parse(&destination)?, &common)
+        }
+    }
+}
+
+fn copy(source: Location, destination: Location, common: &CommonArgs) -> Result<ExitCode> {
+    let platform = Platform::parse(&common.platform)?;
+    let options = common.options();
+    let mut from = store::open_source(&source, &options)?;
+    let mut to = store::open_target(&destination, &options)?;
+    let bars = Bars::new();
+    let report = store::copy(from.as_mut(), to.as_mut(), &platform, &bars)?;
+    print(common.json, &report, |out| copy_text(&report, out))
+}
+
+fn copy_text(report: &CopyReport, out: &mut dyn Write) -> std::io::Result<()> {
+    for b in &report.blobs {
+        let outcome = if b.outcome == "foreign" { "foreign (kept as a reference)" } else { b.outcome };
+        writeln!(out, "{:<8} {} {:>12} {}", outcome, b.digest, b.size, b.media_type)?;
+    }
+    writeln!(out, "{} ({}) -> {} as {}", report.source, report.platform, report.destination, report.manifest)
+}
