@@ -278,6 +278,19 @@ impl Target for LayoutImage {
         self.layout.put_blob(desc, fill)
     }
 
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        let dir = self.layout.root.join("blobs/sha256");
+        fs::create_dir_all(&dir).ok().map(|_| dir)
+    }
+
+    fn put_built(&mut self, desc: &Descriptor, file: tempfile::NamedTempFile, _progress: &dyn Progress) -> Result<()> {
+        let path = self.layout.blob_path(desc.digest());
+        readable(file.as_file(), &path)?;
+        file.as_file().sync_all().map_err(io_err("syncing", &path))?;
+        file.persist(&path).map_err(|e| Error::io(format!("renaming into place {}", path.display()), e.error))?;
+        Ok(())
+    }
+
     fn put_manifest(&mut self, manifest: &Fetched, platform: &Platform) -> Result<()> {
         let desc = fetched_descriptor(manifest);
         if !self.has_blob(&desc)? {

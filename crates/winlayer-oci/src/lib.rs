@@ -6,6 +6,7 @@
 //! descriptor before it is renamed into place; nothing is ever held whole in memory but
 //! manifests and configs (at most [`MAX_MANIFEST`] bytes).
 
+pub mod append;
 pub mod auth;
 pub mod digest;
 pub mod layout;

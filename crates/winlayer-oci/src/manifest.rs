@@ -127,6 +127,7 @@ pub fn canonical_json(value: &impl Serialize) -> Vec<u8> {
 
 /// The image config's facts winlayer needs, checked: a JSON object with `os`, `architecture`
 /// and `rootfs.diff_ids`.
+#[derive(Debug)]
 pub struct Config {
     /// The whole document, unknown fields included.
     pub value: serde_json::Value,

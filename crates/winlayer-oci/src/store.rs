@@ -83,8 +83,24 @@ pub trait Target {
         fill: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
         progress: &dyn Progress,
     ) -> Result<()>;
+    /// Stores a blob built in a temporary file (from [`Target::scratch_dir`] when given).
+    fn put_built(&mut self, desc: &Descriptor, file: tempfile::NamedTempFile, progress: &dyn Progress) -> Result<()> {
+        let path = file.path().to_path_buf();
+        self.put_blob(desc, Some(path.clone()), &mut |out| copy_file(&path, out), progress)
+    }
+    /// Where blobs are best built so that [`Target::put_built`] can rename them into place.
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        None
+    }
     /// Stores the image's manifest and names it; the last step of a copy.
     fn put_manifest(&mut self, manifest: &Fetched, platform: &Platform) -> Result<()>;
+}
+
+/// Copies a file into `out`.
+fn copy_file(path: &std::path::Path, out: &mut dyn Write) -> Result<()> {
+    let mut file = std::fs::File::open(path).map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
+    std::io::copy(&mut file, out).map_err(|e| crate::Error::io(format!("copying {}", path.display()), e))?;
+    Ok(())
 }
 
 /// Opens a location for reading.

@@ -9,11 +9,13 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use winlayer_core::Result;
+use winlayer_oci::append::{self, Changes, LayerInput, LayerOptions};
 use winlayer_oci::registry::Options;
 use winlayer_oci::store::{self, CopyReport, Progress};
 use winlayer_oci::{Digest, Location, Platform};
 
 use crate::io::print;
+use crate::tar::source_date_epoch;
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -64,6 +66,53 @@ pub enum ImageCommand {
         /// Where it goes.
         #[arg(value_name = "DST")]
         destination: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Append layers to a base image and set its command: a Windows image built on any OS.
+    ///
+    /// Each --layer is a directory (a plain tree becomes Files/…, as `tar from-dir` makes it:
+    /// the security descriptors Windows gives new files, owner --owner) or a layer tar
+    /// (plain, gzip or zstd), written canonically and checked against the layer rules. The
+    /// config gets the layers' diff_ids and history entries, and the changes asked for.
+    ///
+    /// --entrypoint and --cmd take a JSON array (exec form: each element one argument,
+    /// escaped by the runtime) or a Windows command line (run verbatim: stored as one element
+    /// with ArgsEscaped, as moby's builder stores a shell-form command, which containerd and
+    /// moby then run as written). A new --entrypoint resets Cmd. The command line containerd
+    /// will start is printed. With SOURCE_DATE_EPOCH, file times are clamped and the config
+    /// dated, so the same inputs give the same image digest.
+    ///
+    /// Example: winlayer image append --base localhost:5000/base:ltsc2022 --layer ./app
+    ///   --entrypoint '["C:\\app\\app.exe"]' --env APP_MODE=prod -t localhost:5000/app:1 --insecure
+    Append {
+        /// The base image: a registry reference or a layout.
+        #[arg(long, value_name = "REF|LAYOUT")]
+        base: String,
+        /// A directory or layer tar to append; repeat for several layers, lowest first.
+        #[arg(long = "layer", value_name = "DIR|TAR", required = true)]
+        layers: Vec<std::path::PathBuf>,
+        /// The new Entrypoint: a JSON array or a Windows command line.
+        #[arg(long, value_name = "CMD")]
+        entrypoint: Option<String>,
+        /// The new Cmd: a JSON array or a Windows command line.
+        #[arg(long, value_name = "CMD")]
+        cmd: Option<String>,
+        /// Set an environment variable (replacing one of the same name, ignoring case).
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// The new working directory, e.g. C:\app.
+        #[arg(long, value_name = "DIR")]
+        workdir: Option<String>,
+        /// The user the container runs as, e.g. ContainerUser.
+        #[arg(long)]
+        user: Option<String>,
+        /// Owner of every file of a directory layer, a SID in SDDL form.
+        #[arg(long, default_value = "BA", value_name = "SDDL")]
+        owner: String,
+        /// Where the new image goes: a registry reference or a layout.
+        #[arg(short = 't', long = "tag", value_name = "REF|LAYOUT")]
+        target: String,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -152,6 +201,32 @@ pub fn run(command: ImageCommand) -> Result<ExitCode> {
         ImageCommand::Push { layout: from, reference, common } => copy(layout(&from)?, registry(&reference)?, &common),
         ImageCommand::Copy { source, destination, common } => {
             copy(Location::parse(&source)?, Location::parse(&destination)?, &common)
+        }
+        ImageCommand::Append { base, layers, entrypoint, cmd, env, workdir, user, owner, target, common } => {
+            let changes = Changes {
+                entrypoint: entrypoint.as_deref().map(append::Command::parse).transpose()?,
+                cmd: cmd.as_deref().map(append::Command::parse).transpose()?,
+                env,
+                workdir,
+                user,
+            };
+            let inputs = layers.iter().map(|l| LayerInput::from_path(l)).collect::<Result<Vec<_>>>()?;
+            let options = LayerOptions { owner, source_date_epoch: source_date_epoch()? };
+            let platform = Platform::parse(&common.platform)?;
+            let mut from = store::open_source(&Location::parse(&base)?, &common.options())?;
+            let mut to = store::open_target(&Location::parse(&target)?, &common.options())?;
+            let report =
+                append::append(from.as_mut(), &platform, &inputs, &changes, &options, to.as_mut(), &Bars::new())?;
+            report.warnings.iter().for_each(|w| eprintln!("winlayer: warning: {w}"));
+            print(common.json, &report, |out| {
+                for l in &report.layers {
+                    writeln!(out, "layer {} {:>12} {} entries from {}", l.digest, l.size, l.entries, l.source)?;
+                }
+                if let Some(line) = &report.command_line {
+                    writeln!(out, "command line: {line}")?;
+                }
+                writeln!(out, "{} ({}) -> {} as {}", report.base, report.platform, report.destination, report.manifest)
+            })
         }
     }
 }
