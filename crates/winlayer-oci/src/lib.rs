@@ -9,6 +9,7 @@
 pub mod append;
 pub mod auth;
 pub mod digest;
+pub mod inspect;
 pub mod layout;
 pub mod location;
 pub mod manifest;

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use winlayer_core::Result;
 use winlayer_oci::append::{self, Changes, LayerInput, LayerOptions};
+use winlayer_oci::inspect::{self, ImageFacts};
 use winlayer_oci::registry::Options;
 use winlayer_oci::store::{self, CopyReport, Progress};
 use winlayer_oci::{Digest, Location, Platform};
@@ -66,6 +67,20 @@ pub enum ImageCommand {
         /// Where it goes.
         #[arg(value_name = "DST")]
         destination: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Show an image: platform, os.version, config, and each layer's media type, sizes, file
+    /// count and Windows facts (a base layer or not, config hives, delta hives, whiteouts,
+    /// utility VM).
+    ///
+    /// Every distributable layer is streamed through the strict layer reader (a layer that
+    /// breaks the dialect is an error naming it); foreign layers are listed with their URLs,
+    /// not fetched.
+    Inspect {
+        /// A registry reference or a layout.
+        #[arg(value_name = "REF|LAYOUT")]
+        image: String,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -202,6 +217,12 @@ pub fn run(command: ImageCommand) -> Result<ExitCode> {
         ImageCommand::Copy { source, destination, common } => {
             copy(Location::parse(&source)?, Location::parse(&destination)?, &common)
         }
+        ImageCommand::Inspect { image, common } => {
+            let platform = Platform::parse(&common.platform)?;
+            let mut source = store::open_source(&Location::parse(&image)?, &common.options())?;
+            let facts = inspect::inspect(source.as_mut(), &platform, &Bars::new())?;
+            print(common.json, &facts, |out| inspect_text(&facts, out))
+        }
         ImageCommand::Append { base, layers, entrypoint, cmd, env, workdir, user, owner, target, common } => {
             let changes = Changes {
                 entrypoint: entrypoint.as_deref().map(append::Command::parse).transpose()?,
@@ -247,4 +268,48 @@ fn copy_text(report: &CopyReport, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "{:<8} {} {:>12} {}", outcome, b.digest, b.size, b.media_type)?;
     }
     writeln!(out, "{} ({}) -> {} as {}", report.source, report.platform, report.destination, report.manifest)
+}
+
+fn inspect_text(f: &ImageFacts, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "image     {}", f.name)?;
+    writeln!(out, "manifest  {} ({})", f.manifest, f.media_type)?;
+    writeln!(out, "platform  {}", f.platform)?;
+    writeln!(out, "config    {}", f.config_digest)?;
+    if let Some(c) = &f.created {
+        writeln!(out, "created   {c}")?;
+    }
+    if let Some(config) = f.config.as_object() {
+        for (k, v) in config {
+            writeln!(out, "  {k}: {v}")?;
+        }
+    }
+    for (i, l) in f.layers.iter().enumerate() {
+        writeln!(out, "layer {i}   {} {} bytes {}", l.digest, l.size, l.media_type)?;
+        if l.foreign {
+            writeln!(
+                out,
+                "  foreign (not fetched){}",
+                if l.urls.is_empty() { String::new() } else { format!(": {}", l.urls.join(" ")) }
+            )?;
+            continue;
+        }
+        let n = |v: Option<u64>| v.unwrap_or(0);
+        writeln!(
+            out,
+            "  {} entries, {} files, {} bytes of data, {} whiteouts{}{}",
+            n(l.entries),
+            n(l.files),
+            n(l.data_bytes),
+            n(l.whiteouts),
+            if l.base { ", a base layer" } else { "" },
+            if l.utility_vm { ", utility VM" } else { "" }
+        )?;
+        if !l.config_hives.is_empty() {
+            writeln!(out, "  config hives: {}", l.config_hives.join(" "))?;
+        }
+        if !l.delta_hives.is_empty() {
+            writeln!(out, "  delta hives: {}", l.delta_hives.join(" "))?;
+        }
+    }
+    Ok(())
 }
