@@ -365,8 +365,14 @@ impl Registry {
             let range = format!("bytes={offset}-");
             let headers: &[(&str, &str)] = if offset > 0 { &[("Range", range.as_str())] } else { &[] };
             let response = self.send(http::Method::GET, &url, headers, Body::Empty, what)?;
-            let response = Self::expect(response, if offset > 0 { &[206] } else { &[200] }, what)
-                .map_err(|e| if offset > 0 { invalid(format!("{e} (resuming at byte {offset})")) } else { e })?;
+            if offset > 0 && response.status().as_u16() != 206 {
+                let status = status_text(response.status());
+                return Err(invalid(format!(
+                    "{what}: truncated: the connection broke after {offset} of {size} bytes, and the registry \
+                     answered {status} instead of resuming (206)"
+                )));
+            }
+            let response = Self::expect(response, &[200, 206], what)?;
             let mut reader = response.into_body().into_reader();
             let broken = loop {
                 match reader.read(&mut buf) {
