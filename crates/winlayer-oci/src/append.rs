@@ -16,7 +16,8 @@ use wcow_tar::{Compression, Input, LayerReader, Mode, Output, TarWriter};
 use wincmdline::image::{ImageCommand, Overrides, Runtime, resolve as resolve_command};
 use wincmdline::{Dialect, parse as parse_line};
 use winlayer_core::dir::{DirOptions, DirSource};
-use winlayer_core::{Collector, Error, LayerSource, Severity};
+use winlayer_core::{Collector, Error, LayerSink, LayerSource, Severity};
+use winlayer_layers::BaseLayerBuilder;
 
 use crate::digest::{Digest, Hasher};
 use crate::manifest::{self, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_LAYER_GZIP, canonical_json};
@@ -123,22 +124,39 @@ pub struct BuiltLayer {
     pub warnings: Vec<String>,
 }
 
-/// Writes `input` as a canonical gzip'd layer tar into a temporary file in `dir`.
-pub fn build_layer(input: &LayerInput, options: &LayerOptions, media_type: &str, dir: &Path) -> Result<BuiltLayer> {
+/// Writes `input` as a canonical gzip'd layer tar into a temporary file in `dir`; with `base`,
+/// as a base layer by makebaselayer's rules (config hives added, whiteouts dropped, no
+/// `Hives/`).
+pub fn build_layer(
+    input: &LayerInput,
+    base: bool,
+    options: &LayerOptions,
+    media_type: &str,
+    dir: &Path,
+) -> Result<BuiltLayer> {
     let path = input.path();
     let mut collector = Collector::new();
+    let mut builder = BaseLayerBuilder::new(&options.owner, options.source_date_epoch);
+    let sink: &mut dyn LayerSink = if base { &mut builder } else { &mut collector };
     match input {
         LayerInput::Dir(_) => {
             let dir_options =
-                DirOptions { base: false, owner: options.owner.clone(), source_date_epoch: options.source_date_epoch };
-            DirSource::new(path, dir_options).send_to(&mut collector)?;
+                DirOptions { base, owner: options.owner.clone(), source_date_epoch: options.source_date_epoch };
+            DirSource::new(path, dir_options).send_to(sink)?;
         }
         LayerInput::Tar(_) => {
             let input = Input::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            LayerReader::new(input, Mode::Strict).read_into(&mut collector)?;
+            LayerReader::new(input, Mode::Strict).read_into(sink)?;
         }
     }
-    let sorted = collector.finish()?;
+    let mut notes = Vec::new();
+    let sorted = if base {
+        let (sorted, report) = builder.finish()?;
+        notes.extend(report.warnings);
+        sorted
+    } else {
+        collector.finish()?
+    };
     let problems = sorted.check();
     let (errors, warnings): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.severity == Severity::Error);
     if !errors.is_empty() {
@@ -171,7 +189,12 @@ pub fn build_layer(input: &LayerInput, options: &LayerOptions, media_type: &str,
         descriptor,
         diff_id,
         entries,
-        warnings: warnings.iter().map(|p| format!("{}: {p}", path.display())).collect(),
+        warnings: warnings
+            .iter()
+            .map(|p| p.to_string())
+            .chain(notes)
+            .map(|w| format!("{}: {w}", path.display()))
+            .collect(),
     })
 }
 
@@ -283,7 +306,7 @@ pub struct LayerReport {
     pub entries: u64,
 }
 
-/// What `append` made.
+/// What `append` or `from_scratch` made.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AppendReport {
     /// The base, as given.
@@ -308,6 +331,20 @@ fn scratch_dir(target: &dyn Target) -> PathBuf {
     target.scratch_dir().unwrap_or_else(std::env::temp_dir)
 }
 
+/// An image being made: its manifest and config so far.
+struct Draft {
+    /// Where it starts from, for the report.
+    base: String,
+    manifest: Value,
+    config: Value,
+    media_type: String,
+    config_type: MediaType,
+    layer_type: &'static str,
+    /// Whether to add history entries (a base without history keeps none, as it must match
+    /// its layers).
+    history: bool,
+}
+
 /// Appends `layers` to the image `base` names and writes the result to `target`.
 pub fn append(
     base: &mut dyn Source,
@@ -318,28 +355,81 @@ pub fn append(
     target: &mut dyn Target,
     progress: &dyn Progress,
 ) -> Result<AppendReport> {
-    let Resolved { fetched, config, .. } = store::resolve(base, platform)?;
-    let mut manifest_json: Value = serde_json::from_slice(&fetched.bytes).expect("parsed by resolve");
+    let Resolved { fetched, config, manifest: base_manifest, .. } = store::resolve(base, platform)?;
+    let manifest: Value = serde_json::from_slice(&fetched.bytes).expect("parsed by resolve");
     let docker = fetched.media_type == DOCKER_MANIFEST
-        || manifest_json.get("mediaType").and_then(|m| m.as_str()) == Some(DOCKER_MANIFEST);
-    let layer_type = if docker { DOCKER_LAYER_GZIP } else { OCI_LAYER_GZIP };
-    let base_manifest: oci_spec::image::ImageManifest =
-        serde_json::from_value(manifest_json.clone()).expect("parsed by resolve");
-
+        || manifest.get("mediaType").and_then(|m| m.as_str()) == Some(DOCKER_MANIFEST);
     // The base's blobs first (what the target has, or can mount, is not sent).
     for desc in base_manifest.layers() {
         if !manifest::is_foreign(&desc.media_type().to_string()) {
             store::send_blob(base, target, desc, progress)?;
         }
     }
+    let history = config.value.get("history").is_some_and(|h| h.is_array()) || base_manifest.layers().is_empty();
+    let draft = Draft {
+        base: base.name(),
+        manifest,
+        config: config.value,
+        media_type: fetched.media_type.clone(),
+        config_type: base_manifest.config().media_type().clone(),
+        layer_type: if docker { DOCKER_LAYER_GZIP } else { OCI_LAYER_GZIP },
+        history,
+    };
+    let layers: Vec<(LayerInput, bool)> = layers.iter().map(|l| (l.clone(), false)).collect();
+    finish(draft, &layers, changes, options, target, progress)
+}
 
-    let mut config_value = config.value;
+/// Makes a base image (`FROM scratch`) of one layer from `input`, made a base layer by
+/// makebaselayer's rules, for `platform` (whose `os.version` is required: Windows refuses an
+/// image it cannot match to its build).
+pub fn from_scratch(
+    input: &LayerInput,
+    platform: &Platform,
+    changes: &Changes,
+    options: &LayerOptions,
+    target: &mut dyn Target,
+    progress: &dyn Progress,
+) -> Result<AppendReport> {
+    let Some(os_version) = &platform.os_version else {
+        return Err(invalid(format!(
+            "--platform {platform}: a Windows base image needs its os.version (e.g. windows/amd64:10.0.20348.1)"
+        )));
+    };
+    let mut config = json!({
+        "architecture": platform.architecture, "os": platform.os, "os.version": os_version,
+        "config": {}, "rootfs": {"type": "layers", "diff_ids": []}, "history": [],
+    });
+    if let Some(v) = &platform.variant {
+        config["variant"] = json!(v);
+    }
+    let draft = Draft {
+        base: "scratch".into(),
+        manifest: json!({"schemaVersion": 2, "mediaType": manifest::OCI_MANIFEST, "config": {}, "layers": []}),
+        config,
+        media_type: manifest::OCI_MANIFEST.into(),
+        config_type: MediaType::from(manifest::OCI_CONFIG),
+        layer_type: OCI_LAYER_GZIP,
+        history: true,
+    };
+    finish(draft, &[(input.clone(), true)], changes, options, target, progress)
+}
+
+/// Writes `layers` (each with whether it is made a base layer), the changed config and the
+/// manifest to `target`.
+fn finish(
+    mut draft: Draft,
+    layers: &[(LayerInput, bool)],
+    changes: &Changes,
+    options: &LayerOptions,
+    target: &mut dyn Target,
+    progress: &dyn Progress,
+) -> Result<AppendReport> {
     let mut warnings = Vec::new();
     let mut reports = Vec::new();
     let mut new_layers = Vec::new();
     let dir = scratch_dir(target);
-    for input in layers {
-        let built = build_layer(input, options, layer_type, &dir)?;
+    for (input, base) in layers {
+        let built = build_layer(input, *base, options, draft.layer_type, &dir)?;
         warnings.extend(built.warnings.iter().cloned());
         reports.push(LayerReport {
             source: input.path().display().to_string(),
@@ -348,7 +438,7 @@ pub fn append(
             size: built.descriptor.size(),
             entries: built.entries,
         });
-        let diff_ids = config_value.pointer_mut("/rootfs/diff_ids").and_then(|v| v.as_array_mut()).expect("checked");
+        let diff_ids = draft.config.pointer_mut("/rootfs/diff_ids").and_then(|v| v.as_array_mut()).expect("checked");
         diff_ids.push(json!(built.diff_id.to_string()));
         new_layers.push(built.descriptor.clone());
         if !target.has_blob(&built.descriptor)? {
@@ -357,18 +447,18 @@ pub fn append(
         progress.end(built.descriptor.digest(), "copied");
     }
 
-    apply_command(&mut config_value, changes);
-    apply_settings(&mut config_value, changes)?;
+    let config = &mut draft.config;
+    apply_command(config, changes);
+    apply_settings(config, changes)?;
     let created = options.source_date_epoch.map(rfc3339);
     if let Some(c) = &created {
-        config_value["created"] = json!(c);
+        config["created"] = json!(c);
     }
-    let base_layer_count = base_manifest.layers().len();
-    let history_exists = config_value.get("history").is_some_and(|h| h.is_array());
-    if history_exists || base_layer_count == 0 {
-        let history = config_value.as_object_mut().expect("an object").entry("history").or_insert_with(|| json!([]));
+    if draft.history {
+        let history = config.as_object_mut().expect("an object").entry("history").or_insert_with(|| json!([]));
         for r in &reports {
-            let mut entry = json!({"created_by": format!("winlayer image append {}", Path::new(&r.source).file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())), "comment": "winlayer"});
+            let name = Path::new(&r.source).file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+            let mut entry = json!({"created_by": format!("winlayer image {name}"), "comment": "winlayer"});
             if let Some(c) = &created {
                 entry["created"] = json!(c);
             }
@@ -376,8 +466,8 @@ pub fn append(
         }
     }
 
-    // The command line containerd derives, and moby's and CRI's pitfalls.
-    let image_command: ImageCommand = serde_json::from_value(config_value["config"].clone()).unwrap_or_default();
+    // The command line containerd derives, and the pitfalls wincmdline knows.
+    let image_command: ImageCommand = serde_json::from_value(config["config"].clone()).unwrap_or_default();
     let command_line = match resolve_command(&image_command, &Overrides::default(), Runtime::Containerd) {
         Ok(p) => {
             warnings.extend(p.warnings.iter().cloned());
@@ -386,9 +476,9 @@ pub fn append(
         Err(_) => None,
     };
 
-    let config_bytes = canonical_json(&config_value);
+    let config_bytes = canonical_json(config);
     let config_desc = DescriptorBuilder::default()
-        .media_type(base_manifest.config().media_type().clone())
+        .media_type(draft.config_type.clone())
         .digest(crate::digest::of(&config_bytes))
         .size(config_bytes.len() as u64)
         .build()
@@ -402,15 +492,16 @@ pub fn append(
         )?;
     }
 
+    let manifest_json = &mut draft.manifest;
     manifest_json["config"] = manifest::descriptor_json(&config_desc, None, &[]);
     let layers_json = manifest_json["layers"].as_array_mut().expect("a manifest has layers");
     layers_json.extend(new_layers.iter().map(|d| manifest::descriptor_json(d, None, &[])));
-    let bytes = canonical_json(&manifest_json);
-    let new_manifest = Fetched { digest: crate::digest::of(&bytes), media_type: fetched.media_type.clone(), bytes };
+    let bytes = canonical_json(manifest_json);
+    let new_manifest = Fetched { digest: crate::digest::of(&bytes), media_type: draft.media_type.clone(), bytes };
     let new_platform = manifest::Config::parse(&config_bytes, "the new config")?.platform();
     target.put_manifest(&new_manifest, &new_platform)?;
     Ok(AppendReport {
-        base: base.name(),
+        base: draft.base,
         destination: target.name(),
         manifest: new_manifest.digest.to_string(),
         platform: new_platform,

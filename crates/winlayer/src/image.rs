@@ -107,30 +107,71 @@ pub enum ImageCommand {
         /// A directory or layer tar to append; repeat for several layers, lowest first.
         #[arg(long = "layer", value_name = "DIR|TAR", required = true)]
         layers: Vec<std::path::PathBuf>,
-        /// The new Entrypoint: a JSON array or a Windows command line.
-        #[arg(long, value_name = "CMD")]
-        entrypoint: Option<String>,
-        /// The new Cmd: a JSON array or a Windows command line.
-        #[arg(long, value_name = "CMD")]
-        cmd: Option<String>,
-        /// Set an environment variable (replacing one of the same name, ignoring case).
-        #[arg(long = "env", value_name = "K=V")]
-        env: Vec<String>,
-        /// The new working directory, e.g. C:\app.
-        #[arg(long, value_name = "DIR")]
-        workdir: Option<String>,
-        /// The user the container runs as, e.g. ContainerUser.
-        #[arg(long)]
-        user: Option<String>,
-        /// Owner of every file of a directory layer, a SID in SDDL form.
-        #[arg(long, default_value = "BA", value_name = "SDDL")]
-        owner: String,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Where the new image goes: a registry reference or a layout.
         #[arg(short = 't', long = "tag", value_name = "REF|LAYOUT")]
         target: String,
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Make a base image (FROM scratch) from any tree or layer tar.
+    ///
+    /// SOURCE becomes one base layer by makebaselayer's rules: a plain tree becomes Files/…,
+    /// the config hives are added where missing (valid empty hives), an application layer's
+    /// whiteouts are dropped with one warning, Hives/ may not hold anything. The config is
+    /// for --platform, which must carry the os.version the image is for (Windows runs only
+    /// images it can match to its build): e.g. --platform windows/amd64:10.0.20348.1.
+    FromScratch {
+        /// A directory or layer tar.
+        #[arg(value_name = "DIR|TAR")]
+        source: std::path::PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Where the image goes: a registry reference or a layout.
+        #[arg(short = 't', long = "tag", value_name = "REF|LAYOUT")]
+        target: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    /// The new Entrypoint: a JSON array or a Windows command line.
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// The new Cmd: a JSON array or a Windows command line.
+    #[arg(long, value_name = "CMD")]
+    cmd: Option<String>,
+    /// Set an environment variable (replacing one of the same name, ignoring case).
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// The new working directory, e.g. C:\app.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// The user the container runs as, e.g. ContainerUser.
+    #[arg(long)]
+    user: Option<String>,
+    /// Owner of every file of a directory layer, a SID in SDDL form.
+    #[arg(long, default_value = "BA", value_name = "SDDL")]
+    owner: String,
+}
+
+impl ConfigArgs {
+    fn changes(&self) -> Result<Changes> {
+        Ok(Changes {
+            entrypoint: self.entrypoint.as_deref().map(append::Command::parse).transpose()?,
+            cmd: self.cmd.as_deref().map(append::Command::parse).transpose()?,
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+        })
+    }
+
+    fn layer_options(&self) -> Result<LayerOptions> {
+        Ok(LayerOptions { owner: self.owner.clone(), source_date_epoch: source_date_epoch()? })
+    }
 }
 
 #[derive(Args)]
@@ -223,33 +264,39 @@ pub fn run(command: ImageCommand) -> Result<ExitCode> {
             let facts = inspect::inspect(source.as_mut(), &platform, &Bars::new())?;
             print(common.json, &facts, |out| inspect_text(&facts, out))
         }
-        ImageCommand::Append { base, layers, entrypoint, cmd, env, workdir, user, owner, target, common } => {
-            let changes = Changes {
-                entrypoint: entrypoint.as_deref().map(append::Command::parse).transpose()?,
-                cmd: cmd.as_deref().map(append::Command::parse).transpose()?,
-                env,
-                workdir,
-                user,
-            };
+        ImageCommand::Append { base, layers, config, target, common } => {
             let inputs = layers.iter().map(|l| LayerInput::from_path(l)).collect::<Result<Vec<_>>>()?;
-            let options = LayerOptions { owner, source_date_epoch: source_date_epoch()? };
             let platform = Platform::parse(&common.platform)?;
             let mut from = store::open_source(&Location::parse(&base)?, &common.options())?;
             let mut to = store::open_target(&Location::parse(&target)?, &common.options())?;
+            let (changes, options) = (config.changes()?, config.layer_options()?);
             let report =
                 append::append(from.as_mut(), &platform, &inputs, &changes, &options, to.as_mut(), &Bars::new())?;
-            report.warnings.iter().for_each(|w| eprintln!("winlayer: warning: {w}"));
-            print(common.json, &report, |out| {
-                for l in &report.layers {
-                    writeln!(out, "layer {} {:>12} {} entries from {}", l.digest, l.size, l.entries, l.source)?;
-                }
-                if let Some(line) = &report.command_line {
-                    writeln!(out, "command line: {line}")?;
-                }
-                writeln!(out, "{} ({}) -> {} as {}", report.base, report.platform, report.destination, report.manifest)
-            })
+            built(&report, common.json)
+        }
+        ImageCommand::FromScratch { source, config, target, common } => {
+            let platform = Platform::parse(&common.platform)?;
+            let mut to = store::open_target(&Location::parse(&target)?, &common.options())?;
+            let (changes, options) = (config.changes()?, config.layer_options()?);
+            let input = LayerInput::from_path(&source)?;
+            let report = append::from_scratch(&input, &platform, &changes, &options, to.as_mut(), &Bars::new())?;
+            built(&report, common.json)
         }
     }
+}
+
+/// Prints what `append` or `from-scratch` made.
+fn built(report: &append::AppendReport, json: bool) -> Result<ExitCode> {
+    report.warnings.iter().for_each(|w| eprintln!("winlayer: warning: {w}"));
+    print(json, report, |out| {
+        for l in &report.layers {
+            writeln!(out, "layer {} {:>12} {} entries from {}", l.digest, l.size, l.entries, l.source)?;
+        }
+        if let Some(line) = &report.command_line {
+            writeln!(out, "command line: {line}")?;
+        }
+        writeln!(out, "{} ({}) -> {} as {}", report.base, report.platform, report.destination, report.manifest)
+    })
 }
 
 fn copy(source: Location, destination: Location, common: &CommonArgs) -> Result<ExitCode> {
