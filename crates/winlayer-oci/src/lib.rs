@@ -9,6 +9,8 @@
 pub mod append;
 pub mod auth;
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod layout;
 pub mod location;
