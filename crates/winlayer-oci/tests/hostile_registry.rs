@@ -371,3 +371,35 @@ fn manifests_for_other_platforms_and_oversized_or_broken_documents() {
     });
     refused(&addr, &["team/app:v1: manifest", "digest mismatch: Docker-Content-Digest says"]);
 }
+
+#[test]
+fn foreign_layers_stay_references_and_are_never_fetched() {
+    let foreign = format!("sha256:{}", "f".repeat(64));
+    let f = foreign.clone();
+    let addr = registry(image("windows"), move |req, _, img| {
+        assert!(!req.path.contains(&f), "a foreign layer was fetched: {}", req.path);
+        (req.path == "/v2/team/app/manifests/v1").then(|| {
+            let mut m: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+            let layers = m["layers"].as_array_mut().unwrap();
+            layers.insert(0, json!({"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": f, "size": 1 << 30,
+                "urls": ["https://mcr.microsoft.com/v2/windows/nanoserver/blobs/x"]}));
+            let mut c: serde_json::Value = serde_json::from_slice(&img.config).unwrap();
+            c["rootfs"]["diff_ids"].as_array_mut().unwrap().insert(0, json!(f));
+            let config = serde_json::to_vec(&c).unwrap();
+            m["config"]["digest"] = json!(digest::of(&config).to_string());
+            m["config"]["size"] = json!(config.len());
+            reply(200, serde_json::to_vec(&m).unwrap()).header("Content-Type", MANIFEST_TYPE)
+        })
+        .or_else(|| {
+            let mut c: serde_json::Value = serde_json::from_slice(&img.config).unwrap();
+            c["rootfs"]["diff_ids"].as_array_mut().unwrap().insert(0, json!(f));
+            let config = serde_json::to_vec(&c).unwrap();
+            (req.path == format!("/v2/team/app/blobs/{}", digest::of(&config))).then(|| reply(200, config))
+        })
+    });
+    let t = tempfile::tempdir().unwrap();
+    let report = pull(&addr, t.path()).unwrap();
+    let outcomes: Vec<_> = report.blobs.iter().map(|b| (b.digest.clone(), b.outcome)).collect();
+    assert_eq!(outcomes[1], (foreign.clone(), "foreign"), "{outcomes:?}");
+    assert!(!t.path().join("layout/blobs/sha256").join("f".repeat(64)).exists());
+}
