@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 skip() { echo "image suite: SKIPPED: $*"; exit 0; }
-for tool in docker-registry skopeo go python3; do
+for tool in docker-registry skopeo go python3 hivexml; do
   command -v "$tool" >/dev/null || skip "$tool is missing (scripts/install-deps.sh installs it)"
 done
 export GOCACHE=${GOCACHE:-$root/target/go-cache} GOPATH=${GOPATH:-$root/target/go} GOTOOLCHAIN=local
@@ -158,6 +158,51 @@ chosen() { W pull "$R/multi/img:all" -o "oci:multi:$1" --platform "$1" --json | 
 if W pull "$R/multi/img:all" -o multi-old --platform windows/amd64:10.0.14393.1 2>err.txt; then fail "a 2016 host got an image"; fi
 grep -q "has no manifest for windows/amd64:10.0.14393.1 (it offers windows/amd64:10.0.17763.5458" err.txt || fail "unexpected: $(cat err.txt)"
 [ ! -e multi-old/index.json ] || fail "a refused pull wrote index.json"
+
+step "image squash: the chain as one base layer; its files are crane flatten's, its merged hives read by hivex"
+W squash "$R/mine/app:1" -t "$R/mine/flat:1" --json > squash.json
+"$crane" flatten --insecure "$R/mine/app:1" -t "$R/peer/flat:1" >/dev/null 2>&1
+W pull "$R/mine/flat:1" -o flat-wl >/dev/null
+W pull "$R/peer/flat:1" -o flat-crane >/dev/null
+gocheck flat-wl >/dev/null
+verify_layers flat-wl
+python3 - flat-wl flat-crane hives <<'PY'
+import hashlib, json, os, sys, tarfile
+def top_layer(lay):
+    idx = json.load(open(os.path.join(lay, "index.json")))
+    a, h = idx["manifests"][0]["digest"].split(":")
+    m = json.load(open(os.path.join(lay, "blobs", a, h)))
+    assert len(m["layers"]) == 1, m
+    a, h = m["layers"][0]["digest"].split(":")
+    return os.path.join(lay, "blobs", a, h)
+def files(path, keep=None):
+    out = {}
+    with tarfile.open(path) as t:
+        for e in t:
+            if e.isfile() and not e.name.startswith("Hives/") and ":" not in e.name:
+                data = t.extractfile(e).read()
+                if e.name.lower().startswith("files/windows/system32/config/"):
+                    if keep:
+                        open(os.path.join(keep, os.path.basename(e.name)), "wb").write(data)
+                    continue
+                out[e.name.lower()] = hashlib.sha256(data).hexdigest()
+    return out
+os.makedirs(sys.argv[3], exist_ok=True)
+ours, theirs = files(top_layer(sys.argv[1]), sys.argv[3]), files(top_layer(sys.argv[2]))
+missing, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+assert not missing and not extra, (missing[:5], extra[:5])
+differ = [p for p in ours if ours[p] != theirs[p]]
+assert not differ, differ[:5]
+print(f"   {len(ours)} files the same as crane flatten's")
+PY
+for h in DEFAULT SAM SECURITY SOFTWARE SYSTEM; do hivexml "hives/$h" >/dev/null || fail "hivexml cannot read the merged $h"; done
+python3 - base.tar.gz hives <<'PY' || fail "the app layer's deltas changed no hive"
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    base = {e.name.rsplit("/", 1)[1]: t.extractfile(e).read() for e in t if e.isfile() and "/config/" in e.name.lower()}
+changed = [h for h, b in base.items() if open(f"{sys.argv[2]}/{h}", "rb").read() != b]
+assert changed, "every merged hive equals the base's"
+PY
 
 step "a registry that is not there, and a layout that is not one"
 if "$winlayer" image pull "127.0.0.1:1/none/img:1" -o nothing --insecure 2>err.txt; then fail "pulled from nowhere"; fi

@@ -135,20 +135,32 @@ pub fn build_layer(
     dir: &Path,
 ) -> Result<BuiltLayer> {
     let path = input.path();
+    let dir_options = DirOptions { base, owner: options.owner.clone(), source_date_epoch: options.source_date_epoch };
+    let mut feed = |sink: &mut dyn LayerSink| -> Result<()> {
+        match input {
+            LayerInput::Dir(_) => DirSource::new(path, dir_options.clone()).send_to(sink),
+            LayerInput::Tar(_) => {
+                let input = Input::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                LayerReader::new(input, Mode::Strict).read_into(sink)
+            }
+        }
+    };
+    build_from(&mut feed, &path.display().to_string(), base, options, media_type, dir)
+}
+
+/// Writes the entries `feed` sends as a canonical gzip'd layer tar into a temporary file in
+/// `dir` (with `base`, through makebaselayer's rules); `label` names the source in warnings.
+pub fn build_from(
+    feed: &mut dyn FnMut(&mut dyn LayerSink) -> Result<()>,
+    label: &str,
+    base: bool,
+    options: &LayerOptions,
+    media_type: &str,
+    dir: &Path,
+) -> Result<BuiltLayer> {
     let mut collector = Collector::new();
     let mut builder = BaseLayerBuilder::new(&options.owner, options.source_date_epoch);
-    let sink: &mut dyn LayerSink = if base { &mut builder } else { &mut collector };
-    match input {
-        LayerInput::Dir(_) => {
-            let dir_options =
-                DirOptions { base, owner: options.owner.clone(), source_date_epoch: options.source_date_epoch };
-            DirSource::new(path, dir_options).send_to(sink)?;
-        }
-        LayerInput::Tar(_) => {
-            let input = Input::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            LayerReader::new(input, Mode::Strict).read_into(sink)?;
-        }
-    }
+    feed(if base { &mut builder } else { &mut collector })?;
     let mut notes = Vec::new();
     let sorted = if base {
         let (sorted, report) = builder.finish()?;
@@ -174,7 +186,7 @@ pub fn build_layer(
     sorted.send_to(&mut writer)?;
     let tar = writer.finish()?;
     let diff_id = tar.digest();
-    let blob = tar.into_inner().finish().map_err(|e| Error::io(format!("compressing {}", path.display()), e))?;
+    let blob = tar.into_inner().finish().map_err(|e| Error::io(format!("compressing {label}"), e))?;
     let digest = blob.digest();
     let size = blob.len();
     io::Write::flush(&mut blob.into_inner()).map_err(|e| Error::io("writing the layer file", e))?;
@@ -189,12 +201,7 @@ pub fn build_layer(
         descriptor,
         diff_id,
         entries,
-        warnings: warnings
-            .iter()
-            .map(|p| p.to_string())
-            .chain(notes)
-            .map(|w| format!("{}: {w}", path.display()))
-            .collect(),
+        warnings: warnings.iter().map(|p| p.to_string()).chain(notes).map(|w| format!("{label}: {w}")).collect(),
     })
 }
 
@@ -332,17 +339,17 @@ fn scratch_dir(target: &dyn Target) -> PathBuf {
 }
 
 /// An image being made: its manifest and config so far.
-struct Draft {
+pub(crate) struct Draft {
     /// Where it starts from, for the report.
-    base: String,
-    manifest: Value,
-    config: Value,
-    media_type: String,
-    config_type: MediaType,
-    layer_type: &'static str,
+    pub(crate) base: String,
+    pub(crate) manifest: Value,
+    pub(crate) config: Value,
+    pub(crate) media_type: String,
+    pub(crate) config_type: MediaType,
+    pub(crate) layer_type: &'static str,
     /// Whether to add history entries (a base without history keeps none, as it must match
     /// its layers).
-    history: bool,
+    pub(crate) history: bool,
 }
 
 /// Appends `layers` to the image `base` names and writes the result to `target`.
@@ -375,8 +382,8 @@ pub fn append(
         layer_type: if docker { DOCKER_LAYER_GZIP } else { OCI_LAYER_GZIP },
         history,
     };
-    let layers: Vec<(LayerInput, bool)> = layers.iter().map(|l| (l.clone(), false)).collect();
-    finish(draft, &layers, changes, options, target, progress)
+    let mut pending: Vec<Pending> = layers.iter().map(|l| Pending::Input(l.clone(), false)).collect();
+    finish(draft, &mut pending, changes, options, target, progress)
 }
 
 /// Makes a base image (`FROM scratch`) of one layer from `input`, made a base layer by
@@ -411,14 +418,21 @@ pub fn from_scratch(
         layer_type: OCI_LAYER_GZIP,
         history: true,
     };
-    finish(draft, &[(input.clone(), true)], changes, options, target, progress)
+    finish(draft, &mut [Pending::Input(input.clone(), true)], changes, options, target, progress)
 }
 
-/// Writes `layers` (each with whether it is made a base layer), the changed config and the
-/// manifest to `target`.
-fn finish(
+/// A layer still to be written.
+pub(crate) enum Pending<'a> {
+    /// A directory or tar, and whether it is made a base layer.
+    Input(LayerInput, bool),
+    /// Entries from `feed`, made a base layer; `label` names them.
+    Base { label: String, feed: &'a mut dyn FnMut(&mut dyn LayerSink) -> Result<()> },
+}
+
+/// Writes `layers`, the changed config and the manifest to `target`.
+pub(crate) fn finish(
     mut draft: Draft,
-    layers: &[(LayerInput, bool)],
+    layers: &mut [Pending<'_>],
     changes: &Changes,
     options: &LayerOptions,
     target: &mut dyn Target,
@@ -428,11 +442,18 @@ fn finish(
     let mut reports = Vec::new();
     let mut new_layers = Vec::new();
     let dir = scratch_dir(target);
-    for (input, base) in layers {
-        let built = build_layer(input, *base, options, draft.layer_type, &dir)?;
+    for layer in layers.iter_mut() {
+        let (built, source) = match layer {
+            Pending::Input(input, base) => {
+                (build_layer(input, *base, options, draft.layer_type, &dir)?, input.path().display().to_string())
+            }
+            Pending::Base { label, feed } => {
+                (build_from(*feed, label, true, options, draft.layer_type, &dir)?, label.clone())
+            }
+        };
         warnings.extend(built.warnings.iter().cloned());
         reports.push(LayerReport {
-            source: input.path().display().to_string(),
+            source,
             digest: built.descriptor.digest().to_string(),
             diff_id: built.diff_id.to_string(),
             size: built.descriptor.size(),

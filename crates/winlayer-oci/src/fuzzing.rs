@@ -14,7 +14,6 @@ pub fn check(bytes: &[u8]) {
                 let again = manifest::parse(&canonical_json(&m), said, "again");
                 let Ok(Parsed::Manifest(again)) = again else { panic!("a manifest did not read back") };
                 assert_eq!(again, m, "a manifest changed on the way back");
-                m.layers().iter().for_each(|l| drop(manifest::is_foreign(&l.media_type().to_string())));
             }
             Ok(Parsed::Index(index, platforms)) => {
                 assert_eq!(index.manifests().len(), platforms.len(), "one platform slot per entry");

@@ -115,21 +115,27 @@ impl LayerSink for Counter {
     }
 }
 
-/// Reads one layer blob through the strict reader while it streams from the source.
-fn read_layer(source: &mut dyn Source, desc: &Descriptor, progress: &dyn Progress) -> Result<Counter> {
+/// Reads one layer blob into `sink` through the strict reader while it streams from the
+/// source (the reader runs on a thread of its own, fed through a pipe); gives the sink back.
+pub fn stream_layer<S: LayerSink + Send + 'static>(
+    source: &mut dyn Source,
+    desc: &Descriptor,
+    mut sink: S,
+    progress: &dyn Progress,
+) -> Result<S> {
     let (reader, mut writer) = io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
     let what = format!("{}: layer {}", source.name(), desc.digest());
-    let worker = std::thread::spawn(move || -> Result<Counter> {
+    let worker = std::thread::spawn(move || -> Result<S> {
         let input = Input::from_reader(reader).map_err(|e| Error::io("reading the layer", e))?;
-        let mut counter = Counter::default();
-        LayerReader::new(input, Mode::Strict).read_into(&mut counter)?;
-        Ok(counter)
+        LayerReader::new(input, Mode::Strict).read_into(&mut sink)?;
+        Ok(sink)
     });
     let sent = source.blob(desc, &mut writer, progress);
     drop(writer);
     let read = worker.join().map_err(|_| invalid(format!("{what}: the reader thread panicked")))?;
     // A source error explains a reader error (a broken pipe, a short tar), so it goes first.
     sent?;
+    progress.end(desc.digest(), "read");
     read.map_err(|e| invalid(format!("{what}: {e}")))
 }
 
@@ -156,8 +162,7 @@ pub fn inspect(source: &mut dyn Source, platform: &Platform, progress: &dyn Prog
                 desc.digest()
             )));
         } else {
-            let counter = read_layer(source, desc, progress)?;
-            progress.end(desc.digest(), "read");
+            let counter = stream_layer(source, desc, Counter::default(), progress)?;
             let mut f = counter.facts;
             f.config_hives.sort();
             f.config_hives.dedup();

@@ -17,6 +17,7 @@ pub mod location;
 pub mod manifest;
 pub mod platform;
 pub mod registry;
+pub mod squash;
 pub mod store;
 
 pub use digest::Digest;

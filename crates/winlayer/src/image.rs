@@ -134,6 +134,27 @@ pub enum ImageCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Flatten an image's whole chain into one base layer: a custom base image.
+    ///
+    /// The layers are applied lowest first (whiteouts delete, upper objects replace lower
+    /// ones, each Hives/<H>_Delta is merged onto Files/Windows/System32/config/<H> as Windows
+    /// merges a layer's delta onto its parent's hives), and the result is made a base layer
+    /// by makebaselayer's rules. The config keeps its command, environment and platform, with
+    /// one diff_id and one history entry. Foreign layers are refused (their content is not
+    /// fetched). Data is spooled to one temporary file, never held in memory.
+    Squash {
+        /// The image to flatten: a registry reference or a layout.
+        #[arg(value_name = "REF|LAYOUT")]
+        image: String,
+        /// Owner of objects makebaselayer adds, a SID in SDDL form.
+        #[arg(long, default_value = "BA", value_name = "SDDL")]
+        owner: String,
+        /// Where the flattened image goes: a registry reference or a layout.
+        #[arg(short = 't', long = "tag", value_name = "REF|LAYOUT")]
+        target: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Args)]
@@ -272,6 +293,14 @@ pub fn run(command: ImageCommand) -> Result<ExitCode> {
             let (changes, options) = (config.changes()?, config.layer_options()?);
             let report =
                 append::append(from.as_mut(), &platform, &inputs, &changes, &options, to.as_mut(), &Bars::new())?;
+            built(&report, common.json)
+        }
+        ImageCommand::Squash { image, owner, target, common } => {
+            let platform = Platform::parse(&common.platform)?;
+            let mut from = store::open_source(&Location::parse(&image)?, &common.options())?;
+            let mut to = store::open_target(&Location::parse(&target)?, &common.options())?;
+            let options = LayerOptions { owner, source_date_epoch: source_date_epoch()? };
+            let report = winlayer_oci::squash::squash(from.as_mut(), &platform, &options, to.as_mut(), &Bars::new())?;
             built(&report, common.json)
         }
         ImageCommand::FromScratch { source, config, target, common } => {
