@@ -5,7 +5,8 @@
 # winlayer pulls what they push; every layer pulled is read by `winlayer tar verify` and by a
 # Go program on the standard library alone (digests, diff_ids, every entry); the same build
 # twice gives the same digest; crane appends onto winlayer's base and winlayer reads crane's
-# layer; a multi-platform index is resolved by os.version as
+# layer; squash gives crane flatten's files with merged hives hivex reads; containerd 1.6
+# fetches the image for windows/amd64; a multi-platform index is resolved by os.version as
 # containerd resolves it; blobs between repositories are mounted, not sent.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,8 +27,12 @@ fi
 cargo build -q --locked -p winlayer
 winlayer=$root/target/debug/winlayer
 work=$(mktemp -d)
-registry_pid=
-cleanup() { [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null || true; rm -rf "$work"; }
+registry_pid= containerd_pid=
+cleanup() {
+  for pid in $registry_pid $containerd_pid; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 cd "$work"
 step() { echo "-- $*"; }
@@ -203,6 +208,36 @@ with tarfile.open(sys.argv[1]) as t:
 changed = [h for h, b in base.items() if open(f"{sys.argv[2]}/{h}", "rb").read() != b]
 assert changed, "every merged hive equals the base's"
 PY
+
+if [ "$(id -u)" = 0 ] && command -v containerd >/dev/null && command -v ctr >/dev/null; then
+  step "containerd 1.6 (Debian) fetches winlayer's image for windows/amd64: manifest, config and every layer"
+  mkdir ctrd
+  cat > ctrd/config.toml <<CONFIG
+version = 2
+root = "$work/ctrd/root"
+state = "$work/ctrd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/ctrd/ctrd.sock"
+[ttrpc]
+  address = "$work/ctrd/ctrd.sock.ttrpc"
+CONFIG
+  containerd --config ctrd/config.toml >ctrd/containerd.log 2>&1 &
+  containerd_pid=$!
+  for _ in $(seq 200); do ctr --address ctrd/ctrd.sock version >/dev/null 2>&1 && break; sleep 0.05; done
+  ctr --address ctrd/ctrd.sock content fetch --plain-http --platform windows/amd64 "$R/mine/app:1" >/dev/null
+  ctr --address ctrd/ctrd.sock content ls -q > ctrd-content.txt
+  python3 - append1.json ctrd-content.txt <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+have = set(open(sys.argv[2]).read().split())
+want = {r["manifest"]} | {l["digest"] for l in r["layers"]}
+assert want <= have, (want - have)
+PY
+  kill "$containerd_pid"; wait "$containerd_pid" 2>/dev/null || true; containerd_pid=
+else
+  echo "-- SKIPPED: containerd 1.6 fetch (needs root, containerd and ctr)"
+fi
 
 step "a registry that is not there, and a layout that is not one"
 if "$winlayer" image pull "127.0.0.1:1/none/img:1" -o nothing --insecure 2>err.txt; then fail "pulled from nowhere"; fi
