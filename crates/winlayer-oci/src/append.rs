@@ -368,7 +368,7 @@ pub fn append(
         || manifest.get("mediaType").and_then(|m| m.as_str()) == Some(DOCKER_MANIFEST);
     // The base's blobs first (what the target has, or can mount, is not sent).
     for desc in base_manifest.layers() {
-        if !manifest::is_foreign(&desc.media_type().to_string()) {
+        if !manifest::is_foreign(desc.media_type().as_ref()) {
             store::send_blob(base, target, desc, progress)?;
         }
     }

@@ -92,10 +92,10 @@ pub fn lookup_in(path: &std::path::Path, registry: &str) -> Result<Option<Creden
         serde_json::from_str(&text).map_err(|e| invalid(format!("{}: not a docker config: {e}", path.display())))?;
     let keys = keys_for(registry);
     let helper = keys.iter().find_map(|k| config.cred_helpers.get(k)).or(config.creds_store.as_ref());
-    if let Some(helper) = helper {
-        if let Some(c) = from_helper(helper, &keys[0])? {
-            return Ok(Some(c));
-        }
+    if let Some(helper) = helper
+        && let Some(c) = from_helper(helper, &keys[0])?
+    {
+        return Ok(Some(c));
     }
     let Some(entry) = keys.iter().find_map(|k| config.auths.get(k)) else { return Ok(None) };
     if let Some(token) = &entry.identity_token {

@@ -105,10 +105,10 @@ impl LayerSink for Counter {
         }
         if matches!(entry.kind, EntryKind::File { .. } | EntryKind::HardLink { .. }) {
             let folded = path.to_ascii_lowercase();
-            if let Some(name) = folded.strip_prefix("files/windows/system32/config/") {
-                if let Some(h) = CONFIG_HIVES.iter().find(|h| h.eq_ignore_ascii_case(name)) {
-                    f.config_hives.push(h.to_string());
-                }
+            if let Some(name) = folded.strip_prefix("files/windows/system32/config/")
+                && let Some(h) = CONFIG_HIVES.iter().find(|h| h.eq_ignore_ascii_case(name))
+            {
+                f.config_hives.push(h.to_string());
             }
         }
         Ok(())

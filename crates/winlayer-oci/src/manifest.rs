@@ -45,9 +45,9 @@ pub fn is_layer(media_type: &str) -> bool {
 pub enum Parsed {
     /// An image index or manifest list, with each entry's platform (read from the JSON itself:
     /// oci-spec 0.10 spells the descriptor's `os.version` as `os_version` and would lose it).
-    Index(ImageIndex, Vec<Option<Platform>>),
+    Index(Box<ImageIndex>, Vec<Option<Platform>>),
     /// An image manifest.
-    Manifest(ImageManifest),
+    Manifest(Box<ImageManifest>),
 }
 
 /// Parses a manifest or index; `media_type` is what the server or the parent descriptor said
@@ -56,10 +56,12 @@ pub fn parse(bytes: &[u8], media_type: Option<&str>, what: &str) -> Result<Parse
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| invalid(format!("{what}: not JSON: {e}")))?;
     let own = value.get("mediaType").and_then(|m| m.as_str());
-    if let (Some(own), Some(said)) = (own, media_type) {
-        if own != said && said != "application/json" && !said.is_empty() {
-            return Err(invalid(format!("{what}: served as {said} but says it is {own}")));
-        }
+    if let (Some(own), Some(said)) = (own, media_type)
+        && own != said
+        && said != "application/json"
+        && !said.is_empty()
+    {
+        return Err(invalid(format!("{what}: served as {said} but says it is {own}")));
     }
     let kind = own
         .or(media_type)
@@ -76,12 +78,12 @@ pub fn parse(bytes: &[u8], media_type: Option<&str>, what: &str) -> Result<Parse
             };
             let index: ImageIndex =
                 serde_json::from_value(value).map_err(|e| invalid(format!("{what}: not an image index: {e}")))?;
-            Ok(Parsed::Index(index, platforms))
+            Ok(Parsed::Index(Box::new(index), platforms))
         }
         OCI_MANIFEST | DOCKER_MANIFEST => {
             let m: ImageManifest =
                 serde_json::from_value(value).map_err(|e| invalid(format!("{what}: not an image manifest: {e}")))?;
-            Ok(Parsed::Manifest(m))
+            Ok(Parsed::Manifest(Box::new(m)))
         }
         other => Err(invalid(format!("{what}: media type {other} is neither an image manifest nor an index"))),
     }

@@ -325,10 +325,10 @@ impl Registry {
             .unwrap_or_default();
         let header_digest =
             response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
-        if let Some(len) = response.body().content_length() {
-            if len > MAX_MANIFEST {
-                return Err(invalid(format!("{what}: {len} bytes, over the {MAX_MANIFEST}-byte limit for manifests")));
-            }
+        if let Some(len) = response.body().content_length()
+            && len > MAX_MANIFEST
+        {
+            return Err(invalid(format!("{what}: {len} bytes, over the {MAX_MANIFEST}-byte limit for manifests")));
         }
         let mut hasher = Hasher::new(Vec::new());
         io::copy(&mut response.into_body().into_reader().take(MAX_MANIFEST + 1), &mut hasher)
@@ -337,17 +337,17 @@ impl Registry {
             return Err(invalid(format!("{what}: over the {MAX_MANIFEST}-byte limit for manifests")));
         }
         let digest = hasher.digest();
-        if let Some(expected) = expected {
-            if &digest != expected {
-                return Err(invalid(format!("{what}: digest mismatch: the manifest hashes to {digest}")));
-            }
+        if let Some(expected) = expected
+            && &digest != expected
+        {
+            return Err(invalid(format!("{what}: digest mismatch: the manifest hashes to {digest}")));
         }
-        if let Some(said) = header_digest {
-            if said != digest.to_string() {
-                return Err(invalid(format!(
-                    "{what}: digest mismatch: Docker-Content-Digest says {said}, the manifest hashes to {digest}"
-                )));
-            }
+        if let Some(said) = header_digest
+            && said != digest.to_string()
+        {
+            return Err(invalid(format!(
+                "{what}: digest mismatch: Docker-Content-Digest says {said}, the manifest hashes to {digest}"
+            )));
         }
         Ok(Fetched { bytes: hasher.into_inner(), media_type, digest })
     }
@@ -423,7 +423,7 @@ impl Registry {
             let location = self.absolute(location);
             drop(error_body(response));
             let sep = if location.contains('?') { '&' } else { '?' };
-            let put = format!("{location}{sep}digest={}", encode(&desc.digest().to_string()));
+            let put = format!("{location}{sep}digest={}", encode(desc.digest().as_ref()));
             progress.begin(desc.digest(), desc.size(), "pushing");
             let sent =
                 self.send(http::Method::PUT, &put, &[], Body::File(path, desc.size(), desc.digest(), progress), what);
@@ -480,7 +480,7 @@ impl Source for Registry {
         let media_type = desc.media_type().to_string();
         if media_type.contains("manifest") || media_type.contains("index") {
             let what = format!("{}: manifest {}", self.reference, desc.digest());
-            let fetched = self.manifest(&desc.digest().to_string(), Some(desc.digest()), &what)?;
+            let fetched = self.manifest(desc.digest().as_ref(), Some(desc.digest()), &what)?;
             if fetched.bytes.len() as u64 != desc.size() {
                 return Err(invalid(format!(
                     "{what}: {} bytes, the descriptor says {}",
@@ -528,7 +528,7 @@ impl Target for Registry {
         let what = format!("{}: mounting blob {} from {}", self.reference, desc.digest(), from.repository);
         let url = self.url(&format!(
             "blobs/uploads/?mount={}&from={}",
-            encode(&desc.digest().to_string()),
+            encode(desc.digest().as_ref()),
             encode(&from.repository)
         ));
         let response = self.send(http::Method::POST, &url, &[("Content-Length", "0")], Body::Empty, &what)?;
@@ -567,13 +567,13 @@ impl Target for Registry {
     }
 
     fn put_manifest(&mut self, manifest: &Fetched, _platform: &Platform) -> Result<()> {
-        if let Some(d) = &self.reference.digest {
-            if d != &manifest.digest {
-                return Err(invalid(format!(
-                    "{}: the manifest is {}, not the digest given",
-                    self.reference, manifest.digest
-                )));
-            }
+        if let Some(d) = &self.reference.digest
+            && d != &manifest.digest
+        {
+            return Err(invalid(format!(
+                "{}: the manifest is {}, not the digest given",
+                self.reference, manifest.digest
+            )));
         }
         let what = format!("{}: pushing manifest {}", self.reference, manifest.digest);
         let reference = self.reference.tag.clone().unwrap_or_else(|| manifest.digest.to_string());

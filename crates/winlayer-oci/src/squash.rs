@@ -148,7 +148,7 @@ pub fn squash(
     progress: &dyn Progress,
 ) -> Result<AppendReport> {
     let Resolved { fetched, config, manifest: m, .. } = store::resolve(source, platform)?;
-    if let Some(foreign) = m.layers().iter().find(|l| manifest::is_foreign(&l.media_type().to_string())) {
+    if let Some(foreign) = m.layers().iter().find(|l| manifest::is_foreign(l.media_type().as_ref())) {
         return Err(invalid(format!(
             "{}: layer {} is foreign (nondistributable): squashing needs its content, which winlayer does not fetch",
             source.name(),
@@ -173,13 +173,13 @@ pub fn squash(
         for object in objects.values() {
             let mut entry = object.entry.clone();
             // A link whose target a later layer deleted keeps the data as a file of its own.
-            if let EntryKind::HardLink { target } = &entry.kind {
-                if !present.contains(&target.folded()) {
-                    let (_, len) = object.data.ok_or_else(|| {
-                        invalid(format!("{}: a hard link to {target}, which no layer holds", entry.path))
-                    })?;
-                    entry.kind = EntryKind::File { size: len };
-                }
+            if let EntryKind::HardLink { target } = &entry.kind
+                && !present.contains(&target.folded())
+            {
+                let (_, len) = object
+                    .data
+                    .ok_or_else(|| invalid(format!("{}: a hard link to {target}, which no layer holds", entry.path)))?;
+                entry.kind = EntryKind::File { size: len };
             }
             match (object.data, entry.kind.data_len()) {
                 (Some((offset, len)), n) if n > 0 => {

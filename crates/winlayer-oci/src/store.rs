@@ -181,7 +181,7 @@ pub fn resolve(source: &mut dyn Source, wanted: &Platform) -> Result<Resolved> {
                         diff_ids.len()
                     )));
                 }
-                return Ok(Resolved { manifest: m, fetched, config, config_bytes, platform });
+                return Ok(Resolved { manifest: *m, fetched, config, config_bytes, platform });
             }
         }
     }
@@ -256,11 +256,11 @@ pub fn send_blob(
         progress.end(desc.digest(), "exists");
         return Ok("exists");
     }
-    if let Some(from) = source.reference().cloned() {
-        if target.mount(desc, &from)? {
-            progress.end(desc.digest(), "mounted");
-            return Ok("mounted");
-        }
+    if let Some(from) = source.reference().cloned()
+        && target.mount(desc, &from)?
+    {
+        progress.end(desc.digest(), "mounted");
+        return Ok("mounted");
     }
     let file = source.blob_file(desc);
     target.put_blob(desc, file, &mut |out| source.blob(desc, out, progress), progress)?;

@@ -38,7 +38,6 @@ impl Reply {
 }
 
 struct Request {
-    method: String,
     path: String,
     headers: HashMap<String, String>,
 }
@@ -68,7 +67,7 @@ fn handle(stream: TcpStream, handler: &Handler, count: &AtomicUsize) {
         return;
     }
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let path = parts.nth(1).unwrap_or("").to_string();
     let mut headers = HashMap::new();
     loop {
         let mut h = String::new();
@@ -85,7 +84,7 @@ fn handle(stream: TcpStream, handler: &Handler, count: &AtomicUsize) {
     let mut body = vec![0; len];
     let _ = reader.read_exact(&mut body);
     let n = count.fetch_add(1, Ordering::SeqCst);
-    let r = handler(&Request { method, path, headers }, n);
+    let r = handler(&Request { path, headers }, n);
     let mut out = stream;
     let mut head = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n", r.status, r.body.len());
     for (k, v) in &r.headers {
