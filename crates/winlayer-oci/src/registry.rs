@@ -181,13 +181,27 @@ impl Registry {
         body: Body,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
+        let attempts = self.options.attempts;
+        self.send_tries(method, url, headers, body, what, attempts)
+    }
+
+    /// [`Registry::send`] with at most `attempts` attempts.
+    fn send_tries(
+        &mut self,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+        what: &str,
+        attempts: u32,
+    ) -> Result<Response<ureq::Body>> {
         let mut wait = self.options.backoff;
         let mut answered: Option<String> = None;
         let mut attempt = 1;
         loop {
             let outcome = self.send_once(&method, url, headers, &body);
             let response = match outcome {
-                Err(e) if retriable_error(&e) && attempt < self.options.attempts => {
+                Err(e) if retriable_error(&e) && attempt < attempts => {
                     attempt += 1;
                     std::thread::sleep(wait);
                     wait *= 2;
@@ -222,7 +236,7 @@ impl Registry {
                 answered = Some(key);
                 continue;
             }
-            if retriable_status(status) && attempt < self.options.attempts {
+            if retriable_status(status) && attempt < attempts {
                 let retry_after = response
                     .headers()
                     .get("retry-after")
@@ -408,7 +422,8 @@ impl Registry {
         digest::verify(&hasher, desc.digest(), size, what)
     }
 
-    /// Sends a file as a blob: a new upload, then one `PUT` with the digest; retried whole.
+    /// Sends a file as a blob: a new upload, then one `PUT` with the digest. A `PUT` that
+    /// breaks or meets 429/5xx starts over with a new upload (a broken session is not reused).
     fn upload(&mut self, desc: &Descriptor, path: &Path, progress: &dyn Progress, what: &str) -> Result<()> {
         let mut attempt = 1;
         loop {
@@ -425,18 +440,15 @@ impl Registry {
             let sep = if location.contains('?') { '&' } else { '?' };
             let put = format!("{location}{sep}digest={}", encode(desc.digest().as_ref()));
             progress.begin(desc.digest(), desc.size(), "pushing");
-            let sent =
-                self.send(http::Method::PUT, &put, &[], Body::File(path, desc.size(), desc.digest(), progress), what);
-            match sent.and_then(|r| Self::expect(r, &[201], what)) {
-                Ok(r) => {
-                    drop(error_body(r));
-                    return Ok(());
-                }
-                Err(e) if attempt < self.options.attempts && !e.to_string().contains(" 4") => {
+            let body = Body::File(path, desc.size(), desc.digest(), progress);
+            match self.send_tries(http::Method::PUT, &put, &[], body, what, 1) {
+                // A refusal (4xx: a wrong digest, a denied push) is final.
+                Ok(r) => return Self::expect(r, &[201], what).map(|r| drop(error_body(r))),
+                Err(_) if attempt < self.options.attempts => {
                     attempt += 1;
                     std::thread::sleep(self.options.backoff);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(invalid(format!("{e}; gave up after {attempt} uploads"))),
             }
         }
     }

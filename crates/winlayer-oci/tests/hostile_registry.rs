@@ -402,3 +402,60 @@ fn foreign_layers_stay_references_and_are_never_fetched() {
     assert_eq!(outcomes[1], (foreign.clone(), "foreign"), "{outcomes:?}");
     assert!(!t.path().join("layout/blobs/sha256").join("f".repeat(64)).exists());
 }
+
+/// A registry taking pushes to team/app: `put` answers each blob PUT (by count), manifests
+/// are recorded in `manifests`.
+fn push_registry(put: impl Fn(usize) -> Reply + Send + Sync + 'static, manifests: Arc<Mutex<Vec<String>>>) -> String {
+    let puts = Arc::new(AtomicUsize::new(0));
+    serve(Arc::new(move |req: &Request, _| {
+        let path = req.path.as_str();
+        if path.starts_with("/v2/team/app/blobs/uploads/") && !path.contains("digest=") {
+            return reply(202, "")
+                .header("Location", &format!("/v2/team/app/blobs/uploads/{}", puts.load(Ordering::SeqCst)));
+        }
+        if path.contains("digest=") {
+            return put(puts.fetch_add(1, Ordering::SeqCst));
+        }
+        if path.starts_with("/v2/team/app/manifests/") {
+            manifests.lock().unwrap().push(path.to_string());
+            return reply(201, "");
+        }
+        reply(404, "")
+    }))
+}
+
+fn push(from: &Path, addr: &str) -> Result<store::CopyReport> {
+    let reference = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let mut source = store::open_source(&Location::Layout { path: from.to_path_buf(), tag: None }, &options())?;
+    let mut target = store::open_target(&Location::Registry(reference), &options())?;
+    store::copy(source.as_mut(), target.as_mut(), &Platform::parse("windows/amd64").unwrap(), &Silent)
+}
+
+#[test]
+fn pushes_restart_broken_uploads_and_never_tag_a_half_pushed_image() {
+    let t = tempfile::tempdir().unwrap();
+    pull(&registry(image("windows"), |_, _, _| None), t.path()).unwrap();
+    let layout = t.path().join("layout");
+    // The first PUT fails with 500: a new upload, then accepted; the manifest goes last.
+    let manifests = Arc::new(Mutex::new(Vec::new()));
+    let addr = push_registry(|n| if n == 0 { reply(500, "") } else { reply(201, "") }, manifests.clone());
+    let report = push(&layout, &addr).unwrap();
+    assert_eq!(report.blobs.iter().map(|b| b.outcome).collect::<Vec<_>>(), ["copied", "copied"]);
+    assert_eq!(*manifests.lock().unwrap(), ["/v2/team/app/manifests/v1"]);
+    // A refused blob: the error names it and why, and no manifest is pushed.
+    let manifests = Arc::new(Mutex::new(Vec::new()));
+    let addr = push_registry(
+        |_| {
+            reply(
+                400,
+                r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#,
+            )
+        },
+        manifests.clone(),
+    );
+    let e = push(&layout, &addr).unwrap_err().to_string();
+    for needle in ["team/app:v1: pushing blob sha256:", "400 Bad Request", "DIGEST_INVALID"] {
+        assert!(e.contains(needle), "{e:?} lacks {needle:?}");
+    }
+    assert!(manifests.lock().unwrap().is_empty(), "a manifest was pushed after a refused blob");
+}
