@@ -57,7 +57,8 @@ enum Command {
     /// Metadata lives in ROOT/metadata.redb, snapshots in ROOT/snapshots/<id>. Stops cleanly on
     /// SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
-    /// Windows images: pull, push and copy between registries and OCI image layouts.
+    /// Windows images: pull, push, copy, inspect, append, from-scratch, squash (registries and
+    /// OCI image layouts).
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Base layers and CIM container layers (makebaselayer, import, export), as hcsshim's
