@@ -33,7 +33,9 @@ pub enum LayerCommand {
     /// canonical base-layer tar: the config directories and empty hives added where missing
     /// (default security descriptors, --owner, and one time for all: SOURCE_DATE_EPOCH when
     /// set, else the newest time in the layer), no Hives/ (an empty one is left out, a
-    /// non-empty one refused), no whiteouts, and a utility VM only with its BCD.
+    /// non-empty one refused), no whiteouts (an application layer's are dropped, with one
+    /// warning: there is nothing below a base layer to delete), and a utility VM only with
+    /// its BCD.
     Makebaselayer(MakeBaseLayerArgs),
     /// Import a layer tar as a CIM container layer, laid out as hcsshim lays it out for
     /// containerd's cimfs snapshotter.
@@ -157,6 +159,7 @@ fn report_text(report: &BaseReport, out: &mut dyn Write) -> std::io::Result<()> 
     report.created.iter().try_for_each(|p| writeln!(out, "created {p}"))?;
     report.kept.iter().try_for_each(|p| writeln!(out, "kept    {p}"))?;
     report.notes.iter().try_for_each(|n| writeln!(out, "note: {n}"))?;
+    report.warnings.iter().try_for_each(|w| writeln!(out, "warning: {w}"))?;
     writeln!(out, "utility VM: {}", if report.utility_vm { "yes" } else { "no" })
 }
 

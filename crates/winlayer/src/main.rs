@@ -3,6 +3,7 @@
 mod cim;
 mod cmdline;
 mod hive;
+mod image;
 mod io;
 mod layers;
 mod serve;
@@ -58,6 +59,10 @@ enum Command {
     /// Metadata lives in ROOT/metadata.redb, snapshots in ROOT/snapshots/<id>. Stops cleanly on
     /// SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Windows images: pull, push, copy, inspect, append, from-scratch, squash (registries and
+    /// OCI image layouts).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Base layers and CIM container layers (makebaselayer, import, export), as hcsshim's
     /// wclayer lays them out.
     #[command(flatten)]
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Command::Version(args) => version::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Layers(command) => layers::run(command),
+        Command::Image(command) => image::run(command),
     };
     match result {
         Ok(code) => code,
