@@ -65,8 +65,10 @@ pub struct Registry {
     sealed: HashMap<String, Vec<u8>>,
 }
 
+/// Paths compare as Windows compares them: case-insensitively, either slash (tests on Linux
+/// build paths with `/`).
 fn key(s: &str) -> String {
-    s.to_lowercase()
+    s.to_lowercase().replace('/', "\\")
 }
 
 fn cim_key(block: &str, name: &str) -> String {

@@ -30,6 +30,7 @@ mod error;
 mod guid;
 mod wide;
 
+pub mod block_cim;
 pub mod cim_sink;
 pub mod cimfs;
 pub mod computestorage;
