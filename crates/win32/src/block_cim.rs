@@ -164,13 +164,13 @@ pub fn mount(
 pub fn read_checksum(file: &Path) -> Result<Vec<u8>> {
     let path = checksum_path(file);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let text = text.trim();
-    let bad = || Error::Invalid(format!("{}: not a hex root hash", path.display()));
-    if text.len() % 2 != 0 || text.is_empty() {
-        return Err(bad());
+    parse_hex(text.trim()).ok_or_else(|| Error::Invalid(format!("{}: not a hex root hash", path.display())))
+}
+
+/// Bytes from hex (either case); `None` unless the text is whole hex bytes.
+pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() || !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
-        .collect()
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
 }
