@@ -192,20 +192,22 @@ pub fn support(source: &Source, os: std::result::Result<(u32, Option<u32>), Stri
         )),
         Err(why) => Some(format!("the Windows build is unknown: {why}")),
     };
-    let mounting = fs.as_ref().ok().filter(|f| f.can_mount()).is_some();
-    let no_mounts = || Some("cimfs.dll is missing".to_string());
+    // What mounting needs from the DLLs: cimfs.dll loaded and exporting `names`.
+    let mount_calls = |names: &[&'static str]| match &fs {
+        Ok(f) if !f.can_mount() => Some(format!("cimfs.dll is missing (only {CIMWRITER_DLL} is installed)")),
+        _ => exports(names),
+    };
+    // A missing DLL or call is named before a build that is too old.
     let both = |a: Option<String>, b: Option<String>| a.or(b);
-    let cimfs = both(cimfs_build, if mounting { exports(MOUNT) } else { no_mounts() });
-    let mounts =
-        |names| both(build(BLOCK_BUILD, "mounting block CIMs"), if mounting { exports(names) } else { no_mounts() });
-    let block_mounts = both(cimfs.clone(), mounts(MERGED_MOUNT));
-    let verified = both(block_mounts.clone(), both(build(VERIFIED_BUILD, "verified CIMs"), exports(VERIFIED)));
+    let cimfs = both(mount_calls(MOUNT), cimfs_build);
+    let block_mounts = both(cimfs.clone(), both(mount_calls(MERGED_MOUNT), build(BLOCK_BUILD, "mounting block CIMs")));
+    let verified = both(block_mounts.clone(), both(mount_calls(VERIFIED), build(VERIFIED_BUILD, "verified CIMs")));
     let writer = fs.as_ref().ok().map(CimFs::writer_dll);
     // cimwriter.dll brings its own block writer; cimfs.dll's arrives with block mounts.
     let writes_block = exports(&[WRITER, BLOCK].concat());
     let block_writes = match writer {
         Some(CIMWRITER_DLL) => writes_block,
-        _ => both(build(BLOCK_BUILD, "writing block CIMs with cimfs.dll"), writes_block),
+        _ => both(writes_block, build(BLOCK_BUILD, "writing block CIMs with cimfs.dll")),
     };
     Support { cimfs, block_mounts, verified, block_writes, writer }
 }
