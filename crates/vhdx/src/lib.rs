@@ -5,7 +5,8 @@
 //! partially present blocks), writes sectors (allocating blocks), and grows the virtual size.
 //! [`Vhdx::check`] goes through every structure and BAT entry. [`raw`] converts between raw
 //! images and dynamic disks, streaming. [`scratch`] makes the scratch disk templates a
-//! Windows container snapshotter copies for each container.
+//! Windows container snapshotter copies for each container. [`vhd`] writes the footer that
+//! makes a raw image (a block CIM) a fixed VHD.
 //!
 //! Not implemented: replaying a log (such disks are refused with a message saying so),
 //! shrinking, fixed disks' creation, and parent locators of types other than VHDX.
@@ -22,6 +23,7 @@ mod log;
 pub mod raw;
 pub mod scratch;
 pub mod storage;
+pub mod vhd;
 
 pub use check::Report;
 pub use disk::{CreateOptions, Info, OpenOptions, ParentInfo, ParentLink, Vhdx};

@@ -10,8 +10,9 @@ use std::ffi::c_void;
 
 use serde_json::{Value, json};
 
+use crate::block::Refusal;
 use crate::read::{field, fnv, guid, hex, pointer, wstr};
-use crate::{give, handle_name, record, ret, scripted_bytes, scripted_number};
+use crate::{give, handle_name, record, ret, scripted_bytes, scripted_number, with_block};
 
 type Handle = *mut c_void;
 
@@ -19,6 +20,52 @@ type Handle = *mut c_void;
 fn hr(call: &str, args: Value) -> i32 {
     record(call, args);
     ret(call, 0) as i32
+}
+
+/// Records `args` for `call` and returns its scripted HRESULT, or the refusal's code (logged
+/// with `"refused": why`) when the block rules refuse the call.
+fn checked(call: &str, mut args: Value, check: Result<(), Refusal>) -> i32 {
+    match check {
+        Ok(()) => hr(call, args),
+        Err((code, why)) => {
+            args["refused"] = why.into();
+            record(call, args);
+            code
+        }
+    }
+}
+
+/// Like [`give_hr`], after the block rules' `check`.
+///
+/// # Safety
+/// `out` must be writable.
+unsafe fn give_checked(
+    call: &str,
+    mut args: Value,
+    kind: &'static str,
+    out: *mut Handle,
+    check: Result<(), Refusal>,
+) -> i32 {
+    match check {
+        // SAFETY: as the caller guarantees.
+        Ok(()) => unsafe { give_hr(call, args, kind, out) },
+        Err((code, why)) => {
+            args["refused"] = why.into();
+            record(call, args);
+            code
+        }
+    }
+}
+
+fn name_of(image: Handle) -> String {
+    handle_name(image).as_str().unwrap_or_default().to_string()
+}
+
+/// Runs `f` on the block registry with the name of `image` (looked up first: both live in
+/// the thread's state).
+fn with_image<R>(image: Handle, f: impl FnOnce(&mut crate::block::Registry, &str) -> R) -> R {
+    let handle = name_of(image);
+    with_block(|r| f(r, &handle))
 }
 
 /// Records the call and hands out a `kind` handle through `out` when it succeeds.
@@ -40,7 +87,9 @@ macro_rules! path_call {
         #[unsafe(no_mangle)]
         pub unsafe extern "system" fn $name(image: Handle, path: *const u16) -> i32 {
             // SAFETY: NUL-terminated.
-            hr(stringify!($name), json!({ "image": handle_name(image), "path": unsafe { wstr(path) } }))
+            let args = json!({ "image": handle_name(image), "path": unsafe { wstr(path) } });
+            let check = with_image(image, |r, h| r.write(h, stringify!($name)));
+            checked(stringify!($name), args, check)
         }
     };
 }
@@ -54,14 +103,14 @@ macro_rules! link_call {
         pub unsafe extern "system" fn $name(image: Handle, new: *const u16, old: *const u16) -> i32 {
             // SAFETY: NUL-terminated.
             let args = unsafe { json!({ "image": handle_name(image), $new: wstr(new), $old: wstr(old) }) };
-            hr(stringify!($name), args)
+            let check = with_image(image, |r, h| r.write(h, stringify!($name)));
+            checked(stringify!($name), args, check)
         }
     };
 }
 
 path_call!(CimDeletePath);
 path_call!(CimTombstoneFile);
-path_call!(CimAddFsToMergedImage);
 link_call!(CimCreateHardLink, "new", "existing");
 link_call!(CimCreateMergeLink, "new", "old");
 
@@ -125,7 +174,18 @@ pub unsafe extern "system" fn CimCreateImage2(
     // SAFETY: as documented above.
     unsafe {
         let args = json!({ "path": wstr(path), "flags": flags, "existing": wstr(existing), "new": wstr(new) });
-        give_hr("CimCreateImage2", args, "image", out)
+        let (p, name) = (args["path"].as_str().unwrap_or_default(), args["new"].as_str());
+        let block = match with_block(|r| r.create(p, flags, args["existing"].as_str(), name)) {
+            Ok(block) => block,
+            Err(refusal) => return give_checked("CimCreateImage2", args, "image", out, Err(refusal)),
+        };
+        let (p, name) = (p.to_string(), name.unwrap_or_default().to_string());
+        let code = give_hr("CimCreateImage2", args, "image", out);
+        if block && code >= 0 {
+            let handle = name_of(*out);
+            with_block(|r| r.opened(&handle, &p, flags, &name));
+        }
+        code
     }
 }
 
@@ -133,12 +193,14 @@ pub unsafe extern "system" fn CimCreateImage2(
 #[unsafe(no_mangle)]
 pub extern "system" fn CimCloseImage(image: Handle) {
     record("CimCloseImage", json!({ "image": handle_name(image) }));
+    with_image(image, |r, h| r.close(h));
 }
 
 /// Records the commit.
 #[unsafe(no_mangle)]
 pub extern "system" fn CimCommitImage(image: Handle) -> i32 {
-    hr("CimCommitImage", json!({ "image": handle_name(image) }))
+    let check = with_image(image, |r, h| r.commit(h));
+    checked("CimCommitImage", json!({ "image": handle_name(image) }), check)
 }
 
 /// # Safety
@@ -148,7 +210,8 @@ pub unsafe extern "system" fn CimCreateFile(image: Handle, path: *const u16, met
     // SAFETY: as documented above.
     unsafe {
         let args = json!({ "image": handle_name(image), "path": wstr(path), "metadata": metadata(meta) });
-        give_hr("CimCreateFile", args, "stream", out)
+        let check = with_image(image, |r, h| r.write(h, "CimCreateFile"));
+        give_checked("CimCreateFile", args, "stream", out, check)
     }
 }
 
@@ -184,7 +247,8 @@ pub unsafe extern "system" fn CimCreateAlternateStream(
     // SAFETY: as documented above.
     unsafe {
         let args = json!({ "image": handle_name(image), "path": wstr(path), "size": size });
-        give_hr("CimCreateAlternateStream", args, "stream", out)
+        let check = with_image(image, |r, h| r.write(h, "CimCreateAlternateStream"));
+        give_checked("CimCreateAlternateStream", args, "stream", out, check)
     }
 }
 
@@ -194,7 +258,9 @@ pub unsafe extern "system" fn CimCreateAlternateStream(
 pub unsafe extern "system" fn CimMountImage(path: *const u16, name: *const u16, flags: u32, volume: *const u8) -> i32 {
     // SAFETY: as documented above.
     let args = unsafe { json!({ "path": wstr(path), "name": wstr(name), "flags": flags, "volume": guid(volume) }) };
-    hr("CimMountImage", args)
+    let (p, n) = (args["path"].as_str().unwrap_or_default(), args["name"].as_str().unwrap_or_default());
+    let check = with_block(|r| r.mount(p, n, flags, None));
+    checked("CimMountImage", args, check)
 }
 
 /// # Safety
@@ -211,7 +277,24 @@ pub unsafe extern "system" fn CimDismountImage(volume: *const u8) -> i32 {
 pub unsafe extern "system" fn CimAddFsToMergedImage2(image: Handle, path: *const u16, flags: u32) -> i32 {
     // SAFETY: NUL-terminated.
     let args = json!({ "image": handle_name(image), "path": unsafe { wstr(path) }, "flags": flags });
-    hr("CimAddFsToMergedImage2", args)
+    let check = with_image(image, |r, h| r.add_source(h, args["path"].as_str().unwrap_or_default(), Some(flags)));
+    checked("CimAddFsToMergedImage2", args, check)
+}
+
+/// # Safety
+/// `path` NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn CimAddFsToMergedImage(image: Handle, path: *const u16) -> i32 {
+    // SAFETY: NUL-terminated.
+    let args = json!({ "image": handle_name(image), "path": unsafe { wstr(path) } });
+    let check = with_image(image, |r, h| r.add_source(h, args["path"].as_str().unwrap_or_default(), None));
+    checked("CimAddFsToMergedImage", args, check)
+}
+
+/// The (dir, name) pairs of decoded CIMFS_IMAGE_PATH entries.
+fn pairs(images: &Value) -> Vec<(String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    images.as_array().into_iter().flatten().map(|i| (text(&i["dir"]), text(&i["name"]))).collect()
 }
 
 /// # Safety
@@ -220,7 +303,8 @@ pub unsafe extern "system" fn CimAddFsToMergedImage2(image: Handle, path: *const
 pub unsafe extern "system" fn CimMergeMountImage(count: u32, paths: *const u8, flags: u32, volume: *const u8) -> i32 {
     // SAFETY: as documented above.
     let args = unsafe { json!({ "images": image_paths(count, paths), "flags": flags, "volume": guid(volume) }) };
-    hr("CimMergeMountImage", args)
+    let check = with_block(|r| r.merge_mount(&pairs(&args["images"]), flags, None));
+    checked("CimMergeMountImage", args, check)
 }
 
 /// Writes the scripted `hash` (hex) and `fixed_header_size`.
@@ -234,9 +318,13 @@ pub unsafe extern "system" fn CimSealImage(
     header: *mut u64,
     hash: *mut u8,
 ) -> i32 {
-    let code = hr("CimSealImage", json!({ "path": unsafe { wstr(path) }, "hash_null": hash.is_null() }));
+    // SAFETY: NUL-terminated.
+    let args = json!({ "path": unsafe { wstr(path) }, "hash_null": hash.is_null() });
+    let p = args["path"].as_str().unwrap_or_default().to_string();
+    let code = checked("CimSealImage", args, with_block(|r| r.seal(&p)));
     if code >= 0 {
         let bytes = scripted_bytes("CimSealImage", "hash");
+        with_block(|r| r.sealed(&p, bytes.clone()));
         let fixed = scripted_number("CimSealImage", "fixed_header_size", 0);
         // SAFETY: the outputs are writable; the hash buffer holds the scripted hash.
         unsafe {
@@ -300,7 +388,11 @@ pub unsafe extern "system" fn CimMountVerifiedImage(
             "hash_size": hash_size, "hash": hex(hash, hash_size as usize),
         })
     };
-    hr("CimMountVerifiedImage", args)
+    // SAFETY: `hash_size` readable bytes (none when NULL).
+    let root = if hash.is_null() { &[][..] } else { unsafe { std::slice::from_raw_parts(hash, hash_size as usize) } };
+    let (p, n) = (args["path"].as_str().unwrap_or_default(), args["name"].as_str().unwrap_or_default());
+    let check = with_block(|r| r.mount(p, n, flags, Some(root)));
+    checked("CimMountVerifiedImage", args, check)
 }
 
 /// # Safety
@@ -321,5 +413,8 @@ pub unsafe extern "system" fn CimMergeMountVerifiedImage(
             "hash_size": hash_size, "hash": hex(hash, hash_size as usize),
         })
     };
-    hr("CimMergeMountVerifiedImage", args)
+    // SAFETY: `hash_size` readable bytes (none when NULL).
+    let root = if hash.is_null() { &[][..] } else { unsafe { std::slice::from_raw_parts(hash, hash_size as usize) } };
+    let check = with_block(|r| r.merge_mount(&pairs(&args["images"]), flags, Some(root)));
+    checked("CimMergeMountVerifiedImage", args, check)
 }

@@ -30,6 +30,7 @@ use std::ffi::c_void;
 
 use serde_json::{Map, Value, json};
 
+mod block;
 mod cimfs;
 mod hcs;
 mod offreg;
@@ -46,10 +47,17 @@ struct State {
     /// Blocks handed out that the caller frees with LocalFree, by address, with their length.
     allocations: HashMap<usize, (Box<[u64]>, usize)>,
     next_address: usize,
+    /// Block CIMs written, merged, sealed (cimfs).
+    block: block::Registry,
 }
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+/// Runs `f` on the calling thread's block CIM registry.
+fn with_block<R>(f: impl FnOnce(&mut block::Registry) -> R) -> R {
+    STATE.with(|s| f(&mut s.borrow_mut().block))
 }
 
 /// Records a call.

@@ -1,4 +1,10 @@
-//! cimfs.dll: writing, forking, merging, sealing and mounting CIM images.
+//! cimfs.dll and cimwriter.dll: writing, forking, merging, sealing and mounting CIM images.
+//!
+//! Writes (creating, files, links, tombstones, merges, commits, sealing) go through
+//! cimwriter.dll when System32 has one exporting the writer's calls (Microsoft ships the
+//! writer separately since 2024, and hcsshim prefers it), through cimfs.dll otherwise;
+//! mounts, dismounts and verification data always through cimfs.dll. Unlike hcsshim, which
+//! also looks for cimwriter.dll beside the program, only System32 is searched.
 //!
 //! Signatures: Microsoft's CimFs API reference for the documented functions, hcsshim's
 //! declarations (internal/winapi/cimfs) for the rest; every function returns an HRESULT but
@@ -126,15 +132,101 @@ const WRITER: &[&str] = &[
 /// The calls block CIMs, merges, tombstones and merge links need besides [`WRITER`].
 const BLOCK: &[&str] = &["CimCreateImage2", "CimAddFsToMergedImage2", "CimTombstoneFile", "CimCreateMergeLink"];
 
+/// The calls mounting needs, and merged and verified mounting besides.
+const MOUNT: &[&str] = &["CimMountImage", "CimDismountImage"];
+const MERGED_MOUNT: &[&str] = &["CimMergeMountImage"];
+const VERIFIED: &[&str] =
+    &["CimSealImage", "CimGetVerificationInformation", "CimMountVerifiedImage", "CimMergeMountVerifiedImage"];
+
+/// The first builds with CimFS that hcsshim accepts: Server 2025 (26100), or Server 2022
+/// (20348) from update revision 2031.
+pub const CIMFS_BUILD: u32 = 26100;
+/// Server 2022's build and the revision from which it has CimFS.
+pub const CIMFS_2022: (u32, u32) = (20348, 2031);
+/// The first build hcsshim lets mount block and merged CIMs (a threshold its code calls
+/// provisional).
+pub const BLOCK_BUILD: u32 = 27766;
+/// The first build hcsshim lets use verified CIMs (also provisional).
+pub const VERIFIED_BUILD: u32 = 27800;
+
+/// What this host can do with CIMs, each `None` when it can and otherwise why not: from the
+/// OS build (`os`, `None` when it could not be read, with the reason) and the DLLs' exports.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Support {
+    /// Mounting CIMs at all (cimfs.sys through cimfs.dll).
+    pub cimfs: Option<String>,
+    /// Mounting block CIMs and merged block CIMs.
+    pub block_mounts: Option<String>,
+    /// Sealing and mounting verified CIMs.
+    pub verified: Option<String>,
+    /// Writing block CIMs (tombstones, merge links, merges).
+    pub block_writes: Option<String>,
+    /// The DLL writes would go through.
+    pub writer: Option<&'static str>,
+}
+
+/// Works out [`Support`] from the OS version (`Err`: why it is unknown) and `source`'s DLLs.
+pub fn support(source: &Source, os: std::result::Result<(u32, Option<u32>), String>) -> Support {
+    let fs = CimFs::load(source);
+    let exports = |names: &[&'static str]| match &fs {
+        Ok(fs) if fs.exports(names) => None,
+        Ok(fs) => {
+            let missing = names.iter().find(|n| !fs.exports(&[n])).copied().unwrap_or_default();
+            Some(format!("{} does not export {missing}", fs.mounts.as_ref().map_or(fs.writer_dll(), |m| m.file())))
+        }
+        Err(e) => Some(e.to_string()),
+    };
+    let build = |min: u32, what: &str| match &os {
+        Ok((build, _)) if *build >= min => None,
+        Ok((build, _)) => Some(format!("{what} needs Windows build {min} or later; this is {build}")),
+        Err(why) => Some(format!("the Windows build is unknown: {why}")),
+    };
+    let cimfs_build = match &os {
+        Ok((b, _)) if *b >= CIMFS_BUILD => None,
+        Ok((b, Some(r))) if *b == CIMFS_2022.0 && *r >= CIMFS_2022.1 => None,
+        Ok((b, r)) => Some(format!(
+            "CimFS needs build {CIMFS_BUILD}, or {}.{} or later; this is {b}{}",
+            CIMFS_2022.0,
+            CIMFS_2022.1,
+            r.map(|r| format!(".{r}")).unwrap_or_default()
+        )),
+        Err(why) => Some(format!("the Windows build is unknown: {why}")),
+    };
+    // What mounting needs from the DLLs: cimfs.dll loaded and exporting `names`.
+    let mount_calls = |names: &[&'static str]| match &fs {
+        Ok(f) if !f.can_mount() => Some(format!("cimfs.dll is missing (only {CIMWRITER_DLL} is installed)")),
+        _ => exports(names),
+    };
+    // A missing DLL or call is named before a build that is too old.
+    let both = |a: Option<String>, b: Option<String>| a.or(b);
+    let cimfs = both(mount_calls(MOUNT), cimfs_build);
+    let block_mounts = both(cimfs.clone(), both(mount_calls(MERGED_MOUNT), build(BLOCK_BUILD, "mounting block CIMs")));
+    let verified = both(block_mounts.clone(), both(mount_calls(VERIFIED), build(VERIFIED_BUILD, "verified CIMs")));
+    let writer = fs.as_ref().ok().map(CimFs::writer_dll);
+    // cimwriter.dll brings its own block writer; cimfs.dll's arrives with block mounts.
+    let writes_block = exports(&[WRITER, BLOCK].concat());
+    let block_writes = match writer {
+        Some(CIMWRITER_DLL) => writes_block,
+        _ => both(writes_block, build(BLOCK_BUILD, "writing block CIMs with cimfs.dll")),
+    };
+    Support { cimfs, block_mounts, verified, block_writes, writer }
+}
+
 /// The size of a verified CIM's root hash hcsshim expects (SHA-256); sealing accepts up to
 /// [`HASH_BUFFER`] bytes to be safe.
 pub const HASH_SIZE: usize = 32;
 const HASH_BUFFER: usize = 64;
 
-/// cimfs.dll, loaded.
+/// The separately shipped writer exporting the same calls.
+pub const CIMWRITER_DLL: &str = "cimwriter.dll";
+
+/// cimfs.dll and (when present) cimwriter.dll, loaded.
 #[derive(Clone)]
 pub struct CimFs {
-    dll: Arc<CimFsDll>,
+    /// cimfs.dll, for mounts; `None` on a host with only cimwriter.dll.
+    mounts: Option<Arc<CimFsDll>>,
+    /// cimwriter.dll when it has the writer's calls, cimfs.dll otherwise.
+    writer: Arc<CimFsDll>,
 }
 
 /// An image to mount or merge: its directory (or block file) and its name.
@@ -160,20 +252,58 @@ pub struct Verification {
 }
 
 impl CimFs {
-    /// Loads cimfs.dll.
+    /// Loads cimfs.dll and cimwriter.dll; fails only when neither loads.
     pub fn load(source: &Source) -> Result<CimFs> {
-        Ok(CimFs { dll: Arc::new(CimFsDll::load(source)?) })
+        let writer = CimFsDll::load_from(source, CIMWRITER_DLL).ok().filter(|w| w.require(WRITER).is_ok());
+        match (CimFsDll::load(source), writer) {
+            (Ok(cimfs), writer) => {
+                let cimfs = Arc::new(cimfs);
+                Ok(CimFs { writer: writer.map(Arc::new).unwrap_or_else(|| cimfs.clone()), mounts: Some(cimfs) })
+            }
+            (Err(_), Some(writer)) => Ok(CimFs { mounts: None, writer: Arc::new(writer) }),
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// The DLL writes go through: `cimwriter.dll` or `cimfs.dll`.
+    pub fn writer_dll(&self) -> &'static str {
+        self.writer.file()
+    }
+
+    /// Whether cimfs.dll (mounts) is loaded.
+    pub fn can_mount(&self) -> bool {
+        self.mounts.is_some()
+    }
+
+    /// Whether the DLLs export every function in `names` (writes looked up in the writer,
+    /// mounts in cimfs.dll).
+    pub fn exports(&self, names: &[&'static str]) -> bool {
+        names.iter().all(|n| self.writer.has(n) || self.mounts.as_ref().is_some_and(|m| m.has(n)))
     }
 
     /// Fails unless every call a CIM writer needs is exported.
     pub fn require_writer(&self) -> Result {
-        self.dll.require(WRITER)
+        self.writer.require(WRITER)
     }
 
-    /// Fails unless block CIMs, merges, tombstones and merge links are supported.
+    /// Fails unless block CIMs, merges, tombstones and merge links can be written.
     pub fn require_block(&self) -> Result {
-        self.dll.require(WRITER)?;
-        self.dll.require(BLOCK)
+        self.writer.require(WRITER)?;
+        self.writer.require(BLOCK)
+    }
+
+    /// cimfs.dll, or why it is missing.
+    fn mounter(&self) -> Result<&CimFsDll> {
+        self.mounts.as_deref().ok_or_else(|| Error::Missing {
+            dll: CimFsDll::DLL,
+            symbol: None,
+            reason: format!("only {CIMWRITER_DLL} is installed: CIMs can be written here but not mounted"),
+        })
+    }
+
+    /// The writer when it exports `call`, else cimfs.dll (sealing may live in either).
+    fn writer_of(&self, call: &str) -> Result<&CimFsDll> {
+        if self.writer.has(call) { Ok(&self.writer) } else { self.mounter() }
     }
 
     /// Opens an image for writing in `dir`: `new` alone creates it, `existing` alone extends
@@ -183,7 +313,7 @@ impl CimFs {
         let (path, old, name) = image_names(CALL, dir, existing, new)?;
         let mut handle: Handle = std::ptr::null_mut();
         // SAFETY: the strings are NUL-terminated (NULL where absent) and `handle` is writable.
-        let hr = unsafe { self.dll.CimCreateImage(path.ptr(), opt_ptr(&old), opt_ptr(&name), &mut handle)? };
+        let hr = unsafe { self.writer.CimCreateImage(path.ptr(), opt_ptr(&old), opt_ptr(&name), &mut handle)? };
         hresult(CALL, Some(&dir.display()), hr)?;
         Ok(Image { fs: self.clone(), handle, name: describe(dir, existing, new) })
     }
@@ -195,7 +325,8 @@ impl CimFs {
         let (wpath, old, name) = image_names(CALL, path, existing, new)?;
         let mut handle: Handle = std::ptr::null_mut();
         // SAFETY: as in create_image.
-        let hr = unsafe { self.dll.CimCreateImage2(wpath.ptr(), flags, opt_ptr(&old), opt_ptr(&name), &mut handle)? };
+        let hr =
+            unsafe { self.writer.CimCreateImage2(wpath.ptr(), flags, opt_ptr(&old), opt_ptr(&name), &mut handle)? };
         hresult(CALL, Some(&path.display()), hr)?;
         Ok(Image { fs: self.clone(), handle, name: describe(path, existing, new) })
     }
@@ -206,7 +337,7 @@ impl CimFs {
         let (dir, name) = (Wide::path(CALL, &image.dir)?, Wide::new(CALL, &image.name)?);
         let id = volume.to_sys();
         // SAFETY: NUL-terminated strings and a GUID that outlive the call.
-        let hr = unsafe { self.dll.CimMountImage(dir.ptr(), name.ptr(), flags, &id)? };
+        let hr = unsafe { self.mounter()?.CimMountImage(dir.ptr(), name.ptr(), flags, &id)? };
         hresult(CALL, Some(&image.name), hr)?;
         Ok(volume_path(volume))
     }
@@ -215,7 +346,7 @@ impl CimFs {
     pub fn dismount(&self, volume: Guid) -> Result {
         let id = volume.to_sys();
         // SAFETY: a GUID that outlives the call.
-        let hr = unsafe { self.dll.CimDismountImage(&id)? };
+        let hr = unsafe { self.mounter()?.CimDismountImage(&id)? };
         hresult("CimDismountImage", Some(&volume), hr)
     }
 
@@ -226,8 +357,9 @@ impl CimFs {
         let paths = image_paths(CALL, images)?;
         let id = volume.to_sys();
         // SAFETY: `paths` points into `_strings`, which lives until after the call.
-        let hr =
-            unsafe { self.dll.CimMergeMountImage(paths.entries.len() as u32, paths.entries.as_ptr(), flags, &id)? };
+        let hr = unsafe {
+            self.mounter()?.CimMergeMountImage(paths.entries.len() as u32, paths.entries.as_ptr(), flags, &id)?
+        };
         hresult(CALL, Some(&images[0].name), hr)?;
         Ok(volume_path(volume))
     }
@@ -239,8 +371,9 @@ impl CimFs {
         let size = hash_len(CALL, root_hash)?;
         let id = volume.to_sys();
         // SAFETY: strings, GUID and hash outlive the call; `size` is the hash's length.
-        let hr =
-            unsafe { self.dll.CimMountVerifiedImage(dir.ptr(), name.ptr(), flags, &id, size, root_hash.as_ptr())? };
+        let hr = unsafe {
+            self.mounter()?.CimMountVerifiedImage(dir.ptr(), name.ptr(), flags, &id, size, root_hash.as_ptr())?
+        };
         hresult(CALL, Some(&image.name), hr)?;
         Ok(volume_path(volume))
     }
@@ -260,7 +393,7 @@ impl CimFs {
         let id = volume.to_sys();
         // SAFETY: as in merge_mount; the hash outlives the call and `size` is its length.
         let hr = unsafe {
-            self.dll.CimMergeMountVerifiedImage(
+            self.mounter()?.CimMergeMountVerifiedImage(
                 paths.entries.len() as u32,
                 paths.entries.as_ptr(),
                 flags,
@@ -281,7 +414,14 @@ impl CimFs {
         let mut hash = [0u8; HASH_BUFFER];
         // SAFETY: NUL-terminated path, writable sizes, and a hash buffer larger than the
         // 32 bytes hcsshim gives the call (it takes no buffer size).
-        let hr = unsafe { self.dll.CimSealImage(path.ptr(), &mut hash_size, &mut header_size, hash.as_mut_ptr())? };
+        let hr = unsafe {
+            self.writer_of("CimSealImage")?.CimSealImage(
+                path.ptr(),
+                &mut hash_size,
+                &mut header_size,
+                hash.as_mut_ptr(),
+            )?
+        };
         hresult(CALL, Some(&block_path.display()), hr)?;
         let len = usize::try_from(hash_size).ok().filter(|l| *l <= HASH_BUFFER);
         let len = len.ok_or_else(|| Error::argument(CALL, format!("reported a {hash_size}-byte hash")))?;
@@ -297,7 +437,7 @@ impl CimFs {
         // SAFETY: NUL-terminated path, writable outputs; the signature is not asked for (NULL),
         // as hcsshim does.
         let hr = unsafe {
-            self.dll.CimGetVerificationInformation(
+            self.mounter()?.CimGetVerificationInformation(
                 path.ptr(),
                 &mut sealed,
                 &mut hash_size,
@@ -427,11 +567,11 @@ impl Image {
         };
         let mut stream: Handle = std::ptr::null_mut();
         // SAFETY: `c` and the buffers it points to live until the call returns; `stream` is writable.
-        let hr = unsafe { self.fs.dll.CimCreateFile(self.handle, wpath.ptr(), &c, &mut stream)? };
+        let hr = unsafe { self.fs.writer.CimCreateFile(self.handle, wpath.ptr(), &c, &mut stream)? };
         hresult(CALL, Some(&path), hr)?;
         let directory = meta.attributes & winlayer_core::attrs::DIRECTORY != 0;
         let left = if directory { 0 } else { meta.size };
-        Ok(Stream { dll: &self.fs.dll, handle: Some(stream), left, path: path.into() })
+        Ok(Stream { dll: &self.fs.writer, handle: Some(stream), left, path: path.into() })
     }
 
     /// Adds the alternate data stream `path` (`file:stream`) of `size` bytes and opens it.
@@ -440,9 +580,9 @@ impl Image {
         let wpath = Wide::new(CALL, path)?;
         let mut stream: Handle = std::ptr::null_mut();
         // SAFETY: NUL-terminated path and a writable handle.
-        let hr = unsafe { self.fs.dll.CimCreateAlternateStream(self.handle, wpath.ptr(), size, &mut stream)? };
+        let hr = unsafe { self.fs.writer.CimCreateAlternateStream(self.handle, wpath.ptr(), size, &mut stream)? };
         hresult(CALL, Some(&path), hr)?;
-        Ok(Stream { dll: &self.fs.dll, handle: Some(stream), left: size, path: path.into() })
+        Ok(Stream { dll: &self.fs.writer, handle: Some(stream), left: size, path: path.into() })
     }
 
     /// Removes `path` (in a fork: also what the parent had there).
@@ -465,7 +605,7 @@ impl Image {
         const CALL: &str = "CimAddFsToMergedImage2";
         let wpath = Wide::path(CALL, path)?;
         // SAFETY: NUL-terminated path.
-        let hr = unsafe { self.fs.dll.CimAddFsToMergedImage2(self.handle, wpath.ptr(), flags)? };
+        let hr = unsafe { self.fs.writer.CimAddFsToMergedImage2(self.handle, wpath.ptr(), flags)? };
         hresult(CALL, Some(&path.display()), hr)
     }
 
@@ -483,7 +623,7 @@ impl Image {
     /// Writes the image (and forks it, for a fork) and closes it.
     pub fn commit(self) -> Result {
         // SAFETY: a handle from CimCreateImage(2), still open.
-        let hr = unsafe { self.fs.dll.CimCommitImage(self.handle)? };
+        let hr = unsafe { self.fs.writer.CimCommitImage(self.handle)? };
         hresult("CimCommitImage", Some(&self.name), hr)
     }
 
@@ -495,7 +635,7 @@ impl Image {
     ) -> Result {
         let wpath = Wide::new(call, path)?;
         // SAFETY: `f` is one of this DLL's (image, path) calls; the path is NUL-terminated.
-        let hr = unsafe { f(&self.fs.dll, self.handle, wpath.ptr())? };
+        let hr = unsafe { f(&self.fs.writer, self.handle, wpath.ptr())? };
         hresult(call, Some(&path), hr)
     }
 
@@ -508,7 +648,7 @@ impl Image {
     ) -> Result {
         let (wnew, wold) = (Wide::new(call, new)?, Wide::new(call, old)?);
         // SAFETY: `f` is one of this DLL's (image, new, old) calls; both paths are NUL-terminated.
-        let hr = unsafe { f(&self.fs.dll, self.handle, wnew.ptr(), wold.ptr())? };
+        let hr = unsafe { f(&self.fs.writer, self.handle, wnew.ptr(), wold.ptr())? };
         hresult(call, Some(&format!("{new} -> {old}")), hr)
     }
 }
@@ -520,7 +660,7 @@ unsafe impl Send for Image {}
 impl Drop for Image {
     fn drop(&mut self) {
         // SAFETY: the handle came from CimCreateImage(2) and is closed exactly once, here.
-        let _ = unsafe { self.fs.dll.CimCloseImage(self.handle) };
+        let _ = unsafe { self.fs.writer.CimCloseImage(self.handle) };
     }
 }
 

@@ -90,6 +90,8 @@ macro_rules! api {
         #[allow(non_snake_case)]
         $vis struct $name {
             $( $func: Option<unsafe extern "system" fn($($ty),*) $(-> $ret)?>, )*
+            /// The file the functions came from (errors name it).
+            file: &'static str,
             _dll: crate::dll::Dll,
         }
 
@@ -103,12 +105,23 @@ macro_rules! api {
 
             /// Loads the DLL from `source` and looks up every function.
             $vis fn load(source: &crate::Source) -> crate::Result<Self> {
-                let dll = crate::dll::Dll::load(source, $dll)?;
+                Self::load_from(source, $dll)
+            }
+
+            /// Looks the same functions up in `file`, another DLL exporting this API.
+            $vis fn load_from(source: &crate::Source, file: &'static str) -> crate::Result<Self> {
+                let dll = crate::dll::Dll::load(source, file)?;
                 Ok(Self {
                     // SAFETY: each pointer type is the function's C signature, declared above.
                     $( $func: unsafe { dll.symbol(stringify!($func)) }, )*
+                    file,
                     _dll: dll,
                 })
+            }
+
+            /// The file the functions came from.
+            $vis fn file(&self) -> &'static str {
+                self.file
             }
 
             /// Whether the DLL exports `name`.
@@ -122,7 +135,7 @@ macro_rules! api {
             /// Fails, naming the first of `names` the DLL lacks.
             $vis fn require(&self, names: &[&'static str]) -> crate::Result {
                 match names.iter().find(|n| !self.has(n)) {
-                    Some(n) => Err(crate::Error::missing_symbol($dll, n)),
+                    Some(n) => Err(crate::Error::missing_symbol(self.file, n)),
                     None => Ok(()),
                 }
             }
@@ -132,7 +145,7 @@ macro_rules! api {
                 /// # Safety
                 /// Every pointer argument must be valid as the C function requires.
                 pub(crate) unsafe fn $func(&self, $($arg: $ty),*) -> crate::Result<$($ret)?> {
-                    let f = self.$func.ok_or_else(|| crate::Error::missing_symbol($dll, stringify!($func)))?;
+                    let f = self.$func.ok_or_else(|| crate::Error::missing_symbol(self.file, stringify!($func)))?;
                     // SAFETY: the caller upholds the function's pointer contracts.
                     Ok(unsafe { f($($arg),*) })
                 }

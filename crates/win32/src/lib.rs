@@ -30,6 +30,7 @@ mod error;
 mod guid;
 mod wide;
 
+pub mod block_cim;
 pub mod cim_sink;
 pub mod cimfs;
 pub mod computestorage;
@@ -76,16 +77,33 @@ pub struct Backend {
 /// Which Windows backends `source` offers, each with the reason when it does not.
 pub fn available(source: &Source) -> Vec<Backend> {
     let why = |r: Result<()>| r.err().map(|e| e.to_string());
+    let os = system::os_version(source).map(|v| (v.version.build, v.revision)).map_err(|e| e.to_string());
+    let cims = cimfs::support(source, os);
     vec![
         Backend {
-            name: "CIM writer (cimfs.dll)",
-            needs: "cimfs.dll: CimCreateImage … CimCommitImage",
+            name: "CIM writer (cimwriter.dll, else cimfs.dll)",
+            needs: "CimCreateImage … CimCommitImage",
             unavailable: why(cimfs::CimFs::load(source).and_then(|c| c.require_writer())),
         },
         Backend {
-            name: "block CIMs, merges, tombstones, merge links (cimfs.dll)",
-            needs: "cimfs.dll: CimCreateImage2, CimAddFsToMergedImage2, CimTombstoneFile, CimCreateMergeLink",
-            unavailable: why(cimfs::CimFs::load(source).and_then(|c| c.require_block())),
+            name: "CimFS mounts (cimfs.dll)",
+            needs: "CimMountImage, CimDismountImage; build 26100, or 20348.2031 on",
+            unavailable: cims.cimfs,
+        },
+        Backend {
+            name: "block and merged CIM mounts (cimfs.dll)",
+            needs: "CimMergeMountImage; build 27766 on",
+            unavailable: cims.block_mounts,
+        },
+        Backend {
+            name: "verified CIMs (cimfs.dll)",
+            needs: "CimSealImage, CimGetVerificationInformation, CimMount(Merge)VerifiedImage; build 27800 on",
+            unavailable: cims.verified,
+        },
+        Backend {
+            name: "block CIM writes (cimwriter.dll, else cimfs.dll)",
+            needs: "CimCreateImage2, CimAddFsToMergedImage2, CimTombstoneFile, CimCreateMergeLink; cimwriter.dll or build 27766",
+            unavailable: cims.block_writes,
         },
         Backend {
             name: "scratch formatter (virtdisk.dll + computestorage.dll)",

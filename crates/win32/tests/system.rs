@@ -122,10 +122,46 @@ fn missing_functions_and_dlls_are_named() {
 #[test]
 fn availability_report_against_the_double() {
     let d = Double::new();
+    d.script(json!({"RtlGetVersion": {"version": {"major": 10, "minor": 0, "build": 27800}}}));
     let report = win32::available(&d.source());
-    assert_eq!(report.len(), 5);
+    assert_eq!(report.len(), 8);
     assert!(report.iter().all(|b| b.unavailable.is_none()), "{report:?}");
     if !cfg!(windows) {
         assert!(win32::available(&Source::System).iter().all(|b| b.unavailable.is_some()));
     }
+}
+
+#[test]
+fn cim_support_follows_the_build_and_the_exports() {
+    let d = Double::new();
+    let os = |build: u32, revision: Option<u32>| Ok((build, revision));
+    let s = win32::cimfs::support(&d.source(), os(20348, Some(2030)));
+    assert!(s.cimfs.as_deref().unwrap().contains("20348.2031"), "{s:?}");
+    let s = win32::cimfs::support(&d.source(), os(20348, Some(2031)));
+    assert_eq!(s.cimfs, None);
+    assert!(s.block_mounts.as_deref().unwrap().contains("27766"), "{s:?}");
+    assert_eq!(s.writer, Some("cimwriter.dll"), "the double exports the writer's calls under cimwriter.dll's name too");
+    assert_eq!(s.block_writes, None, "cimwriter.dll writes block CIMs on any build");
+    let s = win32::cimfs::support(&d.source(), os(27766, None));
+    assert_eq!((s.cimfs.clone(), s.block_mounts.clone()), (None, None));
+    assert!(s.verified.as_deref().unwrap().contains("27800"), "{s:?}");
+    let s = win32::cimfs::support(&d.source(), os(27800, None));
+    assert_eq!(
+        s,
+        win32::cimfs::Support {
+            cimfs: None,
+            block_mounts: None,
+            verified: None,
+            block_writes: None,
+            writer: Some("cimwriter.dll")
+        }
+    );
+    let s = win32::cimfs::support(&d.source(), Err("RtlGetVersion failed".into()));
+    assert!(s.cimfs.as_deref().unwrap().contains("RtlGetVersion failed"));
+    // A library without the calls: every capability names what is missing.
+    let other = if cfg!(windows) { "kernel32.dll" } else { "libc.so.6" };
+    let s = win32::cimfs::support(&Source::File(other.into()), os(27800, None));
+    assert_eq!(s.writer, Some("cimfs.dll"));
+    assert!(s.cimfs.as_deref().unwrap().contains("does not export CimMountImage"), "{s:?}");
+    assert!(s.block_writes.as_deref().unwrap().contains("CimCreateImage"), "{s:?}");
 }

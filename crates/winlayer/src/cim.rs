@@ -10,6 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use winlayer_core::dir::DirOptions;
 use winlayer_core::{Collector, Error, LayerSource, Result};
 
+use crate::cim_block;
 use crate::io::check_output;
 use crate::io::print;
 use crate::tar::{CompressionArgs, read_layer, source_date_epoch, write_sorted};
@@ -26,6 +27,11 @@ pub enum CimCommand {
     /// metadata as `tar from-dir` (and honours SOURCE_DATE_EPOCH). Attribute bits a CIM cannot
     /// keep (anything but read-only, hidden, system, archive, sparse) are dropped with a
     /// warning. OUT.cim is written last, so a failed run leaves no image behind.
+    ///
+    /// With --block FILE instead of OUT.cim (Windows only): a consistent single-file block
+    /// CIM, as containerd's blockcim snapshotter stores layers (FILE = snapshots/<id>/layer.vhd),
+    /// written by cimwriter.dll or cimfs.dll: whiteouts become tombstones, hard links to files
+    /// of a lower layer become merge links.
     Create {
         /// A Windows layer tar (plain, gzip or zstd) or a directory.
         #[arg(long, value_name = "SOURCE")]
@@ -51,9 +57,42 @@ pub enum CimCommand {
         /// writer, winlayer's own otherwise.
         #[arg(long, value_enum, default_value_t = Writer::Auto)]
         writer: Writer,
+        /// Write a single-file block CIM into FILE (Windows only; FILE must not exist).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["out", "parent"])]
+        block: Option<PathBuf>,
+        /// With --block: the CIM's name inside FILE.
+        #[arg(long, default_value = "layer.cim")]
+        name: String,
+        /// With --block: a verified CIM, sealed; its root hash goes in hex to
+        /// integrity_checksum beside FILE.
+        #[arg(long)]
+        integrity: bool,
+        /// With --block: append a fixed-VHD footer (after sealing), so FILE attaches as a disk.
+        #[arg(long)]
+        vhd_footer: bool,
         /// The image to write.
-        #[arg(value_name = "OUT.cim")]
-        out: PathBuf,
+        #[arg(value_name = "OUT.cim", required_unless_present = "block")]
+        out: Option<PathBuf>,
+    },
+    /// Merge block CIM layers into one block CIM (Windows only): LAYERs topmost first, each a
+    /// block file holding layer.cim or FILE/NAME.cim. Only metadata is merged; mounting needs
+    /// the merged CIM and the same layers in the same order.
+    Merge {
+        /// The merged block file to write (must not exist).
+        #[arg(long, value_name = "OUT")]
+        block: PathBuf,
+        /// The merged CIM's name inside OUT.
+        #[arg(long, default_value = "merged.cim")]
+        name: String,
+        /// Merge verified layers into a verified CIM and seal it (the root hash is printed).
+        #[arg(long)]
+        integrity: bool,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The layers, topmost first (at least two).
+        #[arg(value_name = "LAYER", num_args = 2.., required = true)]
+        layers: Vec<PathBuf>,
     },
     /// List a directory of the merged view (the root by default).
     ///
@@ -128,11 +167,18 @@ pub enum CimCommand {
     /// Hard links are one inode; symlinks and junctions are symlinks; Windows metadata is in
     /// user.windows.* extended attributes (getfattr -d -m - FILE). Names are looked up
     /// case-insensitively. Returns once the mount is up; `winlayer cim umount` ends it.
+    ///
+    /// With --block (Windows only): mount a block CIM (FILE or FILE/NAME.cim) through cimfs.dll
+    /// as volume GUID and print its path; with --layer, FILE is a merged CIM and the layers
+    /// are its sources in merge order (topmost first); with --verified or --root-hash, a
+    /// verified mount.
     Mount {
         /// The image.
-        cim: PathBuf,
+        #[arg(required_unless_present = "block", conflicts_with = "block")]
+        cim: Option<PathBuf>,
         /// An existing directory.
-        mountpoint: PathBuf,
+        #[arg(required_unless_present = "block")]
+        mountpoint: Option<PathBuf>,
         /// Serve in the foreground until unmounted.
         #[arg(long)]
         foreground: bool,
@@ -140,11 +186,30 @@ pub enum CimCommand {
         /// error, the caller's only descriptor it had.
         #[arg(long, hide = true, conflicts_with = "foreground")]
         detached: bool,
+        /// A block CIM to mount with cimfs.dll.
+        #[arg(long, value_name = "FILE", requires = "volume")]
+        block: Option<PathBuf>,
+        /// With --block: the merge's sources, topmost first.
+        #[arg(long = "layer", value_name = "LAYER", requires = "block")]
+        layers: Vec<PathBuf>,
+        /// With --block: verify against the root hash in integrity_checksum beside FILE.
+        #[arg(long, requires = "block")]
+        verified: bool,
+        /// With --block: verify against this root hash (hex).
+        #[arg(long, value_name = "HEX", requires = "block", conflicts_with = "verified")]
+        root_hash: Option<String>,
+        /// With --block: the volume GUID to mount as.
+        #[arg(long, value_name = "GUID")]
+        volume: Option<win32::Guid>,
     },
-    /// Unmount a `cim mount`.
+    /// Unmount a `cim mount`, or with --volume dismount a block CIM's volume (Windows).
     Umount {
         /// The mountpoint.
-        mountpoint: PathBuf,
+        #[arg(required_unless_present = "volume")]
+        mountpoint: Option<PathBuf>,
+        /// The volume GUID of a `cim mount --block`.
+        #[arg(long, value_name = "GUID", conflicts_with = "mountpoint")]
+        volume: Option<win32::Guid>,
     },
 }
 
@@ -169,7 +234,14 @@ fn windows_writer() -> Result<win32::cimfs::CimFs> {
 /// Runs a `cim` subcommand.
 pub fn run(command: CimCommand) -> Result<ExitCode> {
     match command {
-        CimCommand::Create { from, parent, base, owner, json, no_sync, writer, out } => {
+        CimCommand::Create { block: Some(file), name, integrity, vhd_footer, from, base, owner, json, .. } => {
+            cim_block::create(&file, &name, &from, integrity, vhd_footer, (base, &owner), json)
+        }
+        CimCommand::Create { integrity: true, .. } | CimCommand::Create { vhd_footer: true, .. } => {
+            Err(Error::Invalid("--integrity and --vhd-footer are options of block CIMs: give --block FILE".into()))
+        }
+        CimCommand::Create { from, parent, base, owner, json, no_sync, writer, out, .. } => {
+            let out = out.expect("clap requires OUT.cim without --block");
             not_stdio(&out)?;
             parent.as_deref().map_or(Ok(()), not_stdio)?;
             let windows = match writer {
@@ -186,6 +258,14 @@ pub fn run(command: CimCommand) -> Result<ExitCode> {
                 }
             }
         }
+        CimCommand::Merge { block, name, integrity, json, layers } => {
+            cim_block::merge(&block, &name, &layers, integrity, json)
+        }
+        CimCommand::Mount { block: Some(block), layers, verified, root_hash, volume, .. } => {
+            let volume = volume.expect("clap requires --volume with --block");
+            cim_block::mount(&block, &layers, root_hash.as_deref(), verified, volume)
+        }
+        CimCommand::Umount { volume: Some(volume), .. } => cim_block::dismount(volume),
         CimCommand::Ls { cim, path, recursive, json } => {
             ls(&open(&cim)?, path.as_deref().unwrap_or(""), recursive, json)
         }
@@ -251,13 +331,21 @@ pub fn run(command: CimCommand) -> Result<ExitCode> {
             write_sorted(collector, &output, compression.get())
         }
         #[cfg(target_os = "linux")]
-        CimCommand::Mount { cim, mountpoint, foreground: true, .. } => mounting::foreground(&cim, &mountpoint),
+        CimCommand::Mount { cim: Some(cim), mountpoint: Some(mountpoint), foreground: true, .. } => {
+            mounting::foreground(&cim, &mountpoint)
+        }
         #[cfg(target_os = "linux")]
-        CimCommand::Mount { cim, mountpoint, detached: true, .. } => mounting::detached(&cim, &mountpoint),
+        CimCommand::Mount { cim: Some(cim), mountpoint: Some(mountpoint), detached: true, .. } => {
+            mounting::detached(&cim, &mountpoint)
+        }
         #[cfg(target_os = "linux")]
-        CimCommand::Mount { cim, mountpoint, .. } => mounting::mount(&cim, &mountpoint),
+        CimCommand::Mount { cim: Some(cim), mountpoint: Some(mountpoint), .. } => mounting::mount(&cim, &mountpoint),
         #[cfg(target_os = "linux")]
-        CimCommand::Umount { mountpoint } => mounting::umount(&mountpoint),
+        CimCommand::Umount { mountpoint: Some(mountpoint), .. } => mounting::umount(&mountpoint),
+        #[cfg(target_os = "linux")]
+        CimCommand::Mount { .. } | CimCommand::Umount { .. } => {
+            unreachable!("clap requires the image and mountpoint, or --block / --volume")
+        }
         #[cfg(not(target_os = "linux"))]
         CimCommand::Mount { .. } | CimCommand::Umount { .. } => {
             Err(Error::Invalid("mounting a CIM needs Linux (FUSE)".into()))

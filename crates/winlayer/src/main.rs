@@ -1,6 +1,7 @@
 //! `winlayer`: Windows container image layers on any OS.
 
 mod cim;
+mod cim_block;
 mod cmdline;
 mod hive;
 mod image;
