@@ -1,10 +1,9 @@
 //! The oracle shared by the fuzz target and the corpus regression test.
 
-use std::io::Cursor;
 use std::path::Path;
 
 use wcow_tar::{Input, LayerReader, Mode};
-use winlayer_core::{EntryKind, LayerSource, Result};
+use winlayer_core::{EntryKind, Error, LayerSource, Result};
 
 use crate::{BaseLayerBuilder, CimLayerImport, Parent, export_cim};
 
@@ -16,10 +15,8 @@ pub fn check(bytes: &[u8]) {
     let t = tempfile::tempdir().expect("a temporary directory");
     let root = t.path();
     std::fs::create_dir(root.join("cims")).expect("a directory");
-    let read = || LayerReader::new(Input::from_reader(Cursor::new(bytes.to_vec())).expect("in memory"), Mode::Strict);
-
     let mut builder = BaseLayerBuilder::new("BA", Some(0));
-    let made = read().send_to(&mut builder).and_then(|_| builder.finish());
+    let made = read(bytes).and_then(|r| r.send_to(&mut builder)).and_then(|_| builder.finish());
     let base = made.ok().and_then(|(sorted, _)| wcow_tar::write_sorted(sorted, Vec::new()).ok());
     let base_layer = base.and_then(|tar| round_trip(root, "made", &tar));
     round_trip(root, "raw", bytes);
@@ -40,7 +37,7 @@ fn round_trip(root: &Path, name: &str, tar: &[u8]) -> Option<Parent> {
     let summary = import(root, tar, &layer, &[]).ok()?;
     let (sorted, _) = export_cim(&layer.dir, &layer.cim, None).expect("an imported base layer exports");
     let exported = wcow_tar::write_sorted(sorted, Vec::new()).expect("an exported layer writes");
-    let input = Input::from_reader(Cursor::new(tar.to_vec())).expect("in memory");
+    let input = Input::from_bytes(tar.to_vec()).expect("imported, so readable");
     let canonical = wcow_tar::canonicalize(input).expect("imported, so readable");
     let objects_have_security = canonical.entries().all(|e| {
         !matches!(e.kind, EntryKind::Directory | EntryKind::File { .. } | EntryKind::Symlink(_))
@@ -57,14 +54,19 @@ fn round_trip(root: &Path, name: &str, tar: &[u8]) -> Option<Parent> {
 fn import(root: &Path, tar: &[u8], layer: &Parent, parents: &[Parent]) -> Result<crate::ImportSummary> {
     let before = listing(root);
     let result = CimLayerImport::start(&layer.dir, &layer.cim, parents).and_then(|mut import| {
-        let input = Input::from_reader(Cursor::new(tar.to_vec())).expect("in memory");
-        LayerReader::new(input, Mode::Strict).send_to(&mut import)?;
+        read(tar)?.send_to(&mut import)?;
         import.finish()
     });
     if result.is_err() {
         assert_eq!(listing(root), before, "a failed import left files behind");
     }
     result
+}
+
+/// A strict reader of a layer tar in memory.
+fn read(tar: &[u8]) -> Result<LayerReader> {
+    let input = Input::from_bytes(tar.to_vec()).map_err(|e| Error::io("reading the layer", e))?;
+    Ok(LayerReader::new(input, Mode::Strict))
 }
 
 fn listing(root: &Path) -> Vec<std::path::PathBuf> {
