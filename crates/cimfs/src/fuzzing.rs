@@ -61,14 +61,17 @@ fn split(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
         if rest.is_empty() {
             return None;
         }
-        match rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-            Some(i) => {
+        // The separator starts with a newline: look only where newlines are.
+        let mut from = 0;
+        while let Some(i) = rest[from..].iter().position(|&b| b == SEPARATOR[0]).map(|i| from + i) {
+            if rest[i..].starts_with(SEPARATOR) {
                 let chunk = &rest[..i];
                 rest = &rest[i + SEPARATOR.len()..];
-                Some(chunk)
+                return Some(chunk);
             }
-            None => Some(std::mem::take(&mut rest)),
+            from = i + 1;
         }
+        Some(std::mem::take(&mut rest))
     })
 }
 
