@@ -243,17 +243,22 @@ impl Filesystem for CimFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let data = self.node(ino).and_then(|n| {
-            let stream = n.record.default_stream;
-            let mut buf = vec![0u8; (size as u64).min(stream.len().saturating_sub(offset)) as usize];
-            let got = self.cim.read_stream(&stream, offset, &mut buf).map_err(|e| self.failed(e))?;
-            buf.truncate(got);
-            Ok(buf)
-        });
-        match data {
-            Ok(buf) => reply.data(&buf),
-            Err(e) => reply.error(e),
-        }
+        // Each worker reads into a buffer of its own, kept between requests.
+        thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        BUF.with_borrow_mut(|buf| {
+            let got = self.node(ino).and_then(|n| {
+                let stream = n.record.default_stream;
+                let want = (size as u64).min(stream.len().saturating_sub(offset)) as usize;
+                if buf.len() < want {
+                    buf.resize(want, 0);
+                }
+                self.cim.read_stream(&stream, offset, &mut buf[..want]).map_err(|e| self.failed(e))
+            });
+            match got {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(e),
+            }
+        })
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

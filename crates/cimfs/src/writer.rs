@@ -328,7 +328,18 @@ impl CimWriter {
         use std::hash::{BuildHasher, Hash, Hasher};
         let mut h = hasher.build_hasher();
         parent.hash(&mut h);
-        upcase.chars(name).for_each(|c| c.hash(&mut h));
+        // The folded characters go to the hasher a few at a time: one call per character
+        // cost more than the rest of a lookup.
+        let (mut chunk, mut n) = ([0u8; 64], 0);
+        for c in upcase.chars(name) {
+            chunk[n..n + 4].copy_from_slice(&(c as u32).to_le_bytes());
+            n += 4;
+            if n == chunk.len() {
+                h.write(&chunk);
+                n = 0;
+            }
+        }
+        h.write(&chunk[..n]);
         h.finish()
     }
 
