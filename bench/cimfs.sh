@@ -3,12 +3,14 @@
 # layers (scripts/gen-layer.py: a base layer of 20k files / ~400 MiB and a 100k-file layer).
 # Every row runs peer and winlayer in alternating pairs (A B A B ...: this machine is shared and
 # noisy, so both sides see the same noise) and reports the ratio of the medians, with the range
-# (min–max) of the per-pair ratios beside it. Commands that write end with `sync`, so both sides
-# stop the clock with their output on disk; `cim create` is the default, durable one.
+# (min–max) of the per-pair ratios beside it. Both sides stop the clock with their output on
+# disk: `cim create` is the default, durable one (it syncs its files); peers' output files are
+# synced with `sync FILE` (fsync) and GNU tar's tree with `sync -f` (the file system: a global
+# `sync` would also wait for whatever else the machine is writing).
 #   cim create vs GNU tar -x + sync        per-file import, what Windows nodes do
 #   cim create vs tar2sqfs -c lz4 -j 2 + sync (squashfs-tools-ng): the best read-only image builder here
 #   cim create vs cp + sync of the tar      the I/O limit
-#   cim export vs cp + sync of the tar      the I/O limit
+#   cim export + sync vs cp + sync of the tar  the I/O limit
 #   find + read every file of the FUSE mount vs of the directory GNU tar extracted (page cache warm)
 #   cim create of the 100k-file layer vs cp + sync (per-file overhead)
 # Peak memory (/usr/bin/time) of cim create is compared with tar2sqfs's. Output: bench/out/.
@@ -38,7 +40,8 @@ timed() {
 }
 
 # pair NAME PEER_SETUP PEER WINLAYER_SETUP WINLAYER: $pairs alternating runs of the shell
-# commands PEER and WINLAYER, each after its setup snippet (which clears its output) and a sync.
+# commands PEER and WINLAYER, each after its setup snippet (which clears its output) and a
+# sync (so neither starts with the other's writes pending).
 # Prints the row and leaves the medians in $peer_s $ours_s $peer_k $ours_k.
 pair() {
   local name=$1 peer_setup=$2 peer=$3 ours_setup=$4 ours=$5 a=() b=()
@@ -75,21 +78,21 @@ layer() {
 # The setup and command of a durable cim create of $d/layer.tar, in $mk and $create.
 cim_create() {
   mk="rm -rf '$d/cim' && mkdir '$d/cim'"
-  create="'$winlayer' cim create --from '$d/layer.tar' '$d/cim/layer.cim' && sync"
+  create="'$winlayer' cim create --from '$d/layer.tar' '$d/cim/layer.cim'"
 }
 
 layer base-20k 20000 400
 d=$out/base-20k
 cim_create
-pair "cim create vs GNU tar -x + sync" "rm -rf '$d/x' && mkdir '$d/x'" "tar -xf '$d/layer.tar' -C '$d/x' && sync" \
+pair "cim create vs GNU tar -x + sync" "rm -rf '$d/x' && mkdir '$d/x'" "tar -xf '$d/layer.tar' -C '$d/x' && sync -f '$d/x'" \
   "$mk" "$create"
 pair "cim create vs tar2sqfs -c lz4 -j 2 + sync" "rm -f '$d/layer.sqfs'" \
-  "tar2sqfs -q -f -c lz4 -j 2 '$d/layer.sqfs' < '$d/layer.tar' && sync" "$mk" "$create"
+  "tar2sqfs -q -f -c lz4 -j 2 '$d/layer.sqfs' < '$d/layer.tar' && sync '$d/layer.sqfs'" "$mk" "$create"
 echo "  peak memory: cim create $((ours_k / 1024)) MiB, tar2sqfs $((peer_k / 1024)) MiB ($(python3 -c "print(f'{$ours_k / $peer_k:.2f}x')"))"
-pair "cim create vs cp + sync" "rm -f '$d/copy.tar'" "cp '$d/layer.tar' '$d/copy.tar' && sync" \
+pair "cim create vs cp + sync" "rm -f '$d/copy.tar'" "cp '$d/layer.tar' '$d/copy.tar' && sync '$d/copy.tar'" \
   "$mk" "$create"
-pair "cim export vs cp + sync" "rm -f '$d/copy.tar'" "cp '$d/layer.tar' '$d/copy.tar' && sync" \
-  "rm -f '$d/export.tar'" "'$winlayer' cim export '$d/cim/layer.cim' -o '$d/export.tar' && sync"
+pair "cim export + sync vs cp + sync" "rm -f '$d/copy.tar'" "cp '$d/layer.tar' '$d/copy.tar' && sync '$d/copy.tar'" \
+  "rm -f '$d/export.tar'" "'$winlayer' cim export '$d/cim/layer.cim' -o '$d/export.tar' && sync '$d/export.tar'"
 rm -f "$d/copy.tar" "$d/export.tar" "$d/layer.sqfs"
 if [ -e /dev/fuse ] && [ "$(id -u)" = 0 ]; then
   mkdir "$d/mnt"
@@ -107,6 +110,6 @@ rm -rf "$d/x" "$d/cim"
 layer files-100k 100000 200
 d=$out/files-100k
 cim_create
-pair "cim create vs cp + sync" "rm -f '$d/copy.tar'" "cp '$d/layer.tar' '$d/copy.tar' && sync" \
+pair "cim create vs cp + sync" "rm -f '$d/copy.tar'" "cp '$d/layer.tar' '$d/copy.tar' && sync '$d/copy.tar'" \
   "$mk" "$create"
 rm -rf "$d/cim" "$d/copy.tar"
