@@ -2,8 +2,9 @@
 # Whole-process benchmark of `winlayer cim` against peers in the same run, on two generated
 # layers (scripts/gen-layer.py: a base layer of 20k files / ~400 MiB and a 100k-file layer).
 # Every row runs peer and winlayer in alternating pairs (A B A B ...: this machine is shared and
-# noisy, so both sides see the same noise) and reports the ratio of the medians, with the range
-# (min–max) of the per-pair ratios beside it. Both sides stop the clock with their output on
+# noisy, so both sides see the same noise) and reports, for wall time and for CPU time (user +
+# system: on a machine whose cores are busy, wall time mostly measures the wait for a core), the
+# medians and their ratio, with the range (min–max) of the per-pair ratios beside it. Both sides stop the clock with their output on
 # disk: `cim create` is the default, durable one (it syncs its files); peers' output files are
 # synced with `sync FILE` (fsync) and GNU tar's tree with `sync -f` (the file system: a global
 # `sync` would also wait for whatever else the machine is writing).
@@ -33,10 +34,12 @@ pairs=${BENCH_PAIRS:-3}
 out=$PWD/bench/out/cimfs
 rm -rf "$out" && mkdir -p "$out"
 
-# timed CMD: runs the shell command CMD under /usr/bin/time; prints "wall_seconds peak_kib".
+# timed CMD: runs the shell command CMD under /usr/bin/time; prints "wall_seconds peak_kib
+# cpu_seconds" (CPU = user + system, of the command and what it waited for).
 timed() {
-  /usr/bin/time -f "%e %M" -o "$out/time" sh -c "$1" >/dev/null 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
-  cat "$out/time"
+  /usr/bin/time -f "%e %M %U %S" -o "$out/time" sh -c "$1" >/dev/null 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
+  read -r wall kib user sys < "$out/time"
+  echo "$wall $kib $(python3 -c "print($user + $sys)")"
 }
 
 # pair NAME PEER_SETUP PEER WINLAYER_SETUP WINLAYER: $pairs alternating runs of the shell
@@ -56,9 +59,11 @@ cut = rest.index("--")
 runs = lambda xs: [tuple(float(v) for v in x.split()) for x in xs]
 a, b = runs(rest[:cut]), runs(rest[cut + 1:])
 med = lambda xs, i: statistics.median(x[i] for x in xs)
-ratios = [y[0] / x[0] for x, y in zip(a, b) if x[0] > 0]
-ratio = med(b, 0) / med(a, 0) if med(a, 0) > 0 else float("nan")
-print(f"  {name:<44} {med(a, 0):7.2f} s {med(b, 0):7.2f} s  {ratio:5.2f}x  ({min(ratios):.2f}–{max(ratios):.2f})",
+def ratio(i):
+    per_pair = [y[i] / x[i] for x, y in zip(a, b) if x[i] > 0]
+    r = med(b, i) / med(a, i) if med(a, i) > 0 else float("nan")
+    return f"{r:5.2f}x ({min(per_pair):.2f}–{max(per_pair):.2f})" if per_pair else "  n/a"
+print(f"  {name:<44} {med(a, 0):6.2f} s {med(b, 0):6.2f} s {ratio(0):<19} {med(a, 2):6.2f} s {med(b, 2):6.2f} s {ratio(2)}",
       file=sys.stderr)
 print(med(a, 0), med(b, 0), int(med(a, 1)), int(med(b, 1)))
 EOF
@@ -72,7 +77,7 @@ layer() {
   mkdir -p "$dir"
   python3 "$gen" --profile base --files "$files" --mib "$mib" --seed 41 -o "$dir/layer.tar"
   echo "== $name: $files files, $(( $(stat -c %s "$dir/layer.tar") / 1048576 )) MiB tar"
-  printf '  %-44s %9s %9s  %s\n' "winlayer vs peer ($pairs pairs)" peer winlayer "ratio (min–max)"
+  printf '  %-44s %8s %8s %-19s %8s %8s %s\n' "winlayer vs peer ($pairs pairs)" "wall:" "" "ratio (min–max)" "CPU:" "" "ratio (min–max)"
 }
 
 # The setup and command of a durable cim create of $d/layer.tar, in $mk and $create.
