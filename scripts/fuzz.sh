@@ -4,13 +4,12 @@
 # the target seeded with its checked-in corpus fuzz/corpus/TARGET and the campaign's own
 # working corpus (target/fuzz-work/TARGET, kept between campaigns), with the dictionary
 # fuzz/dict/TARGET.dict of the format's magic values. Afterwards the working corpus is
-# minimised (cargo fuzz cmin) and the inputs of it that add coverage beyond the checked-in
-# corpus are merged into fuzz/corpus/TARGET as found-<sha1>: the checked-in corpus is replayed
+# minimised (cargo fuzz cmin) and the inputs of it that reach code (edges) the checked-in corpus
+# does not are merged into fuzz/corpus/TARGET as found-<sha1>: the checked-in corpus is replayed
 # by `cargo test` (stable), so every input kept there is a regression test.
 # Crashes, leaks, timeouts and out-of-memory inputs land in fuzz/artifacts/TARGET.
 # Installs the nightly toolchain and cargo-fuzz when missing (CI does not fuzz, so they are
-# not in scripts/deps). Runs under nice: the machine may be shared. FUZZ_JOBS (default 1)
-# runs that many libFuzzer processes at once.
+# not in scripts/deps). Runs under nice: the machine may be shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: scripts/fuzz.sh TARGET|all MINUTES" >&2; exit 2; }
@@ -38,7 +37,7 @@ status=0
 # more than 1 GiB is a finding (the parsers cap what they allocate far below that).
 nice -n 10 cargo +nightly fuzz run "$target" "$work" "corpus/$target" -- \
   -max_total_time=$((minutes * 60)) -dict="dict/$target.dict" -timeout=10 -rss_limit_mb=2048 \
-  -malloc_limit_mb=1024 -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" -print_final_stats=1 \
+  -malloc_limit_mb=1024 -print_final_stats=1 \
   2> "$log" || status=$?
 grep -E '^#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb' "$log" | tail -4 || true
 if [ "$status" != 0 ]; then
@@ -50,11 +49,13 @@ fi
 nice -n 10 cargo +nightly fuzz cmin "$target" "$work" >> "$log" 2>&1
 before=$(mktemp)
 ls "corpus/$target" | sort > "$before"
-nice -n 10 cargo +nightly fuzz run "$target" "corpus/$target" "$work" -- -merge=1 >> "$log" 2>&1
+# -use_counters=0: an input counts when it reaches a new edge, not when it only runs a known
+# edge a different number of times (that would keep most of the working corpus).
+nice -n 10 cargo +nightly fuzz run "$target" "corpus/$target" "$work" -- -merge=1 -use_counters=0 >> "$log" 2>&1
 added=0
 for f in $(ls "corpus/$target" | sort | comm -13 "$before" -); do
   mv "corpus/$target/$f" "corpus/$target/found-${f:0:12}"
   added=$((added + 1))
 done
 rm -f "$before"
-echo "== $target: no finding; working corpus $(ls "$work" | wc -l) inputs after cmin; $added coverage-adding inputs merged into fuzz/corpus/$target; log $log"
+echo "== $target: no finding; working corpus $(ls "$work" | wc -l) inputs after cmin; $added inputs reaching new edges merged into fuzz/corpus/$target; log $log"
