@@ -20,6 +20,7 @@ if [ "$target" = all ]; then
   exit 0
 fi
 echo "$targets" | grep -qx "$target" || { echo "scripts/fuzz.sh: no target $target (targets: $(echo $targets))" >&2; exit 2; }
+[ -f "fuzz/dict/$target.dict" ] || { echo "scripts/fuzz.sh: fuzz/dict/$target.dict is missing (every target has a dictionary)" >&2; exit 2; }
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz

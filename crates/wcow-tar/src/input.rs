@@ -52,6 +52,7 @@ pub struct Input {
     kind: Kind,
     pos: u64,
     compression: Compression,
+    name: Option<String>,
 }
 
 enum Kind {
@@ -196,13 +197,14 @@ impl Read for ReadAhead {
 impl Input {
     /// Opens a file, or standard input for `-`, detecting compression.
     pub fn open(path: &Path) -> io::Result<Input> {
+        let name = Some(if path.as_os_str() == "-" { "standard input".into() } else { path.display().to_string() });
         if path.as_os_str() == "-" {
-            return Input::from_reader(io::stdin());
+            return Ok(Input { name, ..Input::from_reader(io::stdin())? });
         }
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
-            return Input::from_reader(file);
+            return Ok(Input { name, ..Input::from_reader(file)? });
         }
         let mut magic = [0u8; 4];
         let n = read_full(&mut file, &mut magic)?;
@@ -217,6 +219,7 @@ impl Input {
                 )?),
                 pos: 0,
                 compression,
+                name,
             });
         }
         let shared = Arc::new(file.try_clone()?);
@@ -224,6 +227,7 @@ impl Input {
             kind: Kind::File { reader: BufReader::with_capacity(HEADER_BUFFER, file), shared, len: meta.len() },
             pos: 0,
             compression,
+            name,
         })
     }
 
@@ -231,7 +235,12 @@ impl Input {
     pub fn from_reader(reader: impl Read + Send + 'static) -> io::Result<Input> {
         let mut raw = BufReader::with_capacity(1 << 16, reader);
         let compression = Compression::detect(raw.fill_buf()?);
-        Ok(Input { kind: Kind::Stream(decompressor(compression, raw, Decompress::Ahead)?), pos: 0, compression })
+        Ok(Input {
+            kind: Kind::Stream(decompressor(compression, raw, Decompress::Ahead)?),
+            pos: 0,
+            compression,
+            name: None,
+        })
     }
 
     /// Reads a blob held in memory, detecting compression; it is decompressed as it is read,
@@ -239,7 +248,14 @@ impl Input {
     pub fn from_bytes(bytes: impl AsRef<[u8]> + Send + 'static) -> io::Result<Input> {
         let raw = io::Cursor::new(bytes);
         let compression = Compression::detect(raw.get_ref().as_ref());
-        Ok(Input { kind: Kind::Stream(decompressor(compression, raw, Decompress::Inline)?), pos: 0, compression })
+        let kind = Kind::Stream(decompressor(compression, raw, Decompress::Inline)?);
+        Ok(Input { kind, pos: 0, compression, name: None })
+    }
+
+    /// What the input is called in messages: the path it was opened from ("standard input"
+    /// for `-`); `None` for a reader.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The compression detected.
