@@ -27,6 +27,15 @@ git ls-files -z | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$
   tar --null -T - -cf - | tar -xf - -C "$copy"
 echo "-- $(git ls-files | wc -l) tracked files copied to $copy"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+# The workspace's own crates have the copy's paths compiled in (CARGO_MANIFEST_DIR), so they
+# must not share artifacts with the checkout's: with identical sources and settings cargo would
+# reuse the checkout's (testing nothing) or leave its own for the checkout. A codegen-units
+# setting for each of them (a profile override per package) gives them artifacts of their own;
+# dependencies keep their settings and are reused.
+mkdir "$copy/.cargo"
+for manifest in "$copy"/crates/*/Cargo.toml; do
+  printf '[profile.dev.package.%s]\ncodegen-units = 255\n' "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)"
+done >"$copy/.cargo/config.toml"
 [ -n "${WINLAYER_PYTHON:-}" ] || [ ! -x "$repo/target/venv/bin/python" ] || export WINLAYER_PYTHON=$repo/target/venv/bin/python
 cd "$copy"
 echo "-- the tests that use the generator and the hive fixture, run in the copy"
