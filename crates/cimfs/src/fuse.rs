@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, MountOption,
-    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyXattr, Request,
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEntry, ReplyOpen, ReplyXattr, Request,
 };
 use winlayer_core::reparse::Link;
 use winlayer_core::{Error, FileTime, Result};
@@ -20,8 +21,15 @@ use crate::extract::posix_target;
 use crate::format::FileRecord;
 use crate::reader::{Cim, FileId};
 
-/// The image never changes while mounted.
-const TTL: Duration = Duration::from_secs(3600);
+/// The image never changes while mounted: the kernel may keep names and attributes for as
+/// long as the mount lives.
+const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Largest read the kernel is asked to send (it caps this at what it supports).
+const MAX_READ: u32 = 1 << 20;
+
+/// Request loops serving the mount at once (requests are read-only, so they run in parallel).
+const WORKERS: usize = 2;
 
 /// What the mount keeps per inode, read once at mount time: the record, link count, parent,
 /// for links the POSIX target, for directories the entries in collation order.
@@ -39,6 +47,10 @@ pub struct CimFs {
     nodes: HashMap<u64, Node>,
     uid: u32,
     gid: u32,
+    /// The kernel opens files and directories without asking (set at init when it can): an
+    /// image never changes, so there is nothing to decide per open, and the page cache and
+    /// directory cache are kept across opens.
+    no_open: bool,
 }
 
 fn system_time(ticks: u64) -> SystemTime {
@@ -82,7 +94,7 @@ impl CimFs {
         for node in nodes.values_mut() {
             node.entries.sort_by(|a, b| upcase.chars(&a.0).cmp(upcase.chars(&b.0)));
         }
-        Ok(CimFs { cim, nodes, uid, gid })
+        Ok(CimFs { cim, nodes, uid, gid, no_open: false })
     }
 
     /// Inode numbers are FileIDs, with the root's swapped with 1 (FUSE's root inode).
@@ -134,6 +146,25 @@ impl CimFs {
         self.nodes.get(&ino.0).ok_or(Errno::ENOENT)
     }
 
+    /// A directory's listing from entry `offset` on: `.`, `..`, then the entries in collation
+    /// order, each with the offset of the one after it.
+    fn listing(&self, ino: INodeNo, offset: u64) -> std::result::Result<Vec<(u64, u64, FileType, &str)>, Errno> {
+        let dir = match self.node(ino) {
+            Ok(n) if n.record.is_dir() => n,
+            Ok(_) => return Err(Errno::ENOTDIR),
+            Err(e) => return Err(e),
+        };
+        let dots = [(ino.0, FileType::Directory, "."), (dir.parent, FileType::Directory, "..")];
+        let children = dir.entries.iter().map(|(name, child)| (*child, Self::kind(&self.nodes[child]), &**name));
+        Ok(dots
+            .into_iter()
+            .chain(children)
+            .enumerate()
+            .skip(offset as usize)
+            .map(|(i, (child, kind, name))| (i as u64 + 1, child, kind, name))
+            .collect())
+    }
+
     fn failed(&self, e: Error) -> Errno {
         eprintln!("winlayer cim mount: {e}");
         Errno::EIO
@@ -141,6 +172,26 @@ impl CimFs {
 }
 
 impl Filesystem for CimFs {
+    /// Asks for what makes a read-only image cheap to serve; a kernel without one of these
+    /// serves the mount as before.
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Directory listings carry attributes, so the names listed need no lookups; symlink
+        // targets stay cached; lookups in one directory run in parallel.
+        for flag in [InitFlags::FUSE_DO_READDIRPLUS, InitFlags::FUSE_CACHE_SYMLINKS, InitFlags::FUSE_PARALLEL_DIROPS] {
+            let _ = config.add_capabilities(flag);
+        }
+        let no_open = InitFlags::FUSE_NO_OPEN_SUPPORT | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
+        self.no_open = config.add_capabilities(no_open).is_ok();
+        // The page count fuser asks for follows the larger of these two.
+        if let Err(nearest) = config.set_max_write(MAX_READ) {
+            let _ = config.set_max_write(nearest);
+        }
+        if let Err(nearest) = config.set_max_readahead(MAX_READ) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = self.node(parent).and_then(|dir| {
             if !dir.record.is_dir() {
@@ -173,6 +224,8 @@ impl Filesystem for CimFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.node(ino) {
+            // The kernel takes this to mean "open without asking from now on, keeping the cache".
+            Ok(_) if self.no_open => reply.error(Errno::ENOSYS),
             Ok(n) if n.record.is_dir() => reply.error(Errno::EISDIR),
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(e),
@@ -190,33 +243,59 @@ impl Filesystem for CimFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let data = self.node(ino).and_then(|n| {
-            let stream = n.record.default_stream;
-            let mut buf = vec![0u8; (size as u64).min(stream.len().saturating_sub(offset)) as usize];
-            let got = self.cim.read_stream(&stream, offset, &mut buf).map_err(|e| self.failed(e))?;
-            buf.truncate(got);
-            Ok(buf)
-        });
-        match data {
-            Ok(buf) => reply.data(&buf),
+        // Each worker reads into a buffer of its own, kept between requests.
+        thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        BUF.with_borrow_mut(|buf| {
+            let got = self.node(ino).and_then(|n| {
+                let stream = n.record.default_stream;
+                let want = (size as u64).min(stream.len().saturating_sub(offset)) as usize;
+                if buf.len() < want {
+                    buf.resize(want, 0);
+                }
+                self.cim.read_stream(&stream, offset, &mut buf[..want]).map_err(|e| self.failed(e))
+            });
+            match got {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(e),
+            }
+        })
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.node(ino) {
+            Ok(_) if self.no_open => reply.error(Errno::ENOSYS),
+            Ok(n) if n.record.is_dir() => reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR),
+            Ok(_) => reply.error(Errno::ENOTDIR),
             Err(e) => reply.error(e),
         }
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let dir = match self.node(ino) {
-            Ok(n) if n.record.is_dir() => n,
-            Ok(_) => return reply.error(Errno::ENOTDIR),
-            Err(e) => return reply.error(e),
-        };
-        let dots = [(ino.0, FileType::Directory, "."), (dir.parent, FileType::Directory, "..")];
-        let children = dir.entries.iter().map(|(name, child)| (*child, Self::kind(&self.nodes[child]), &**name));
-        for (i, (child, kind, name)) in dots.into_iter().chain(children).enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
-                break;
+        match self.listing(ino, offset) {
+            Ok(entries) => {
+                for (next, child, kind, name) in entries {
+                    if reply.add(INodeNo(child), next, kind, name) {
+                        break;
+                    }
+                }
+                reply.ok();
             }
+            Err(e) => reply.error(e),
         }
-        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        match self.listing(ino, offset) {
+            Ok(entries) => {
+                for (next, child, _, name) in entries {
+                    if reply.add(INodeNo(child), next, name, &TTL, &self.attr(child), Generation(0)) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(e),
+        }
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -246,9 +325,11 @@ impl Filesystem for CimFs {
     }
 }
 
-/// The mount options: read-only, named after the image.
+/// The mount options: read-only, named after the image, served by [`WORKERS`] threads.
 fn config(cim: &Path) -> Config {
     let mut config = Config::default();
+    config.n_threads = Some(WORKERS);
+    config.clone_fd = true;
     config.mount_options = vec![
         MountOption::RO,
         MountOption::NoDev,

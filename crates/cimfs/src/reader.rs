@@ -3,6 +3,7 @@
 //! naming the object and where it should lie, never a panic or an allocation the files
 //! cannot back.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,11 +22,103 @@ pub const MAX_TABLE_BYTES: u64 = 64 << 20;
 /// A FileID: 1-based index of a file record.
 pub type FileId = u32;
 
+/// Bytes an image is read from: an open file, or a buffer in memory (the fuzz target's images,
+/// so that hostile inputs never touch the file system).
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// A file on disk.
+    File(Arc<File>),
+    /// Bytes in memory.
+    Memory(Arc<[u8]>),
+}
+
+impl Storage {
+    /// Fills `buf` from `offset`; running past the end is an `UnexpectedEof` error.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match self {
+            Storage::File(file) => read_exact_at(file, buf, offset),
+            Storage::Memory(bytes) => {
+                let start = usize::try_from(offset).ok().filter(|&s| s <= bytes.len());
+                let src = start.and_then(|s| bytes.get(s..s.checked_add(buf.len())?));
+                buf.copy_from_slice(src.ok_or(io::ErrorKind::UnexpectedEof)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// The length in bytes.
+    pub fn size(&self) -> io::Result<u64> {
+        match self {
+            Storage::File(file) => Ok(file.metadata()?.len()),
+            Storage::Memory(bytes) => Ok(bytes.len() as u64),
+        }
+    }
+}
+
+/// Where an image's files (the `.cim` and its region files) are found: a directory, or named
+/// buffers in memory.
+#[derive(Clone, Debug)]
+pub enum ImageFiles {
+    /// Files in a directory.
+    Dir(PathBuf),
+    /// Files by name.
+    Memory(BTreeMap<String, Arc<[u8]>>),
+}
+
+impl ImageFiles {
+    /// Opens `name`, or a file whose name differs only in ASCII case (Windows may spell GUIDs
+    /// in upper case; its file system does not care); returns it with the name found.
+    fn open(&self, name: &str) -> io::Result<(Storage, String)> {
+        match self {
+            ImageFiles::Dir(dir) => match File::open(dir.join(name)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    for found in self.names()? {
+                        if found.eq_ignore_ascii_case(name) {
+                            return Ok((Storage::File(Arc::new(File::open(dir.join(&found))?)), found));
+                        }
+                    }
+                    Err(e)
+                }
+                other => other.map(|f| (Storage::File(Arc::new(f)), name.to_string())),
+            },
+            ImageFiles::Memory(files) => {
+                let found =
+                    files.get_key_value(name).or_else(|| files.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)));
+                let (found, bytes) = found.ok_or(io::ErrorKind::NotFound)?;
+                Ok((Storage::Memory(bytes.clone()), found.clone()))
+            }
+        }
+    }
+
+    /// The names of the files there (those that are valid UTF-8), in byte order.
+    fn names(&self) -> io::Result<Vec<String>> {
+        match self {
+            ImageFiles::Dir(dir) => {
+                let mut names = Vec::new();
+                for item in fs::read_dir(dir)? {
+                    names.extend(item?.file_name().into_string().ok());
+                }
+                names.sort();
+                Ok(names)
+            }
+            ImageFiles::Memory(files) => Ok(files.keys().cloned().collect()),
+        }
+    }
+
+    /// The path of `name` there, for messages (a bare name for files in memory).
+    fn path(&self, name: &str) -> PathBuf {
+        match self {
+            ImageFiles::Dir(dir) => dir.join(name),
+            ImageFiles::Memory(_) => PathBuf::from(name),
+        }
+    }
+}
+
 /// One region file of the image's global region list.
 #[derive(Debug)]
 pub struct Region {
-    /// The open file.
-    pub file: Arc<File>,
+    /// Its bytes.
+    pub data: Storage,
     /// Its length in bytes.
     pub len: u64,
     /// Its file name.
@@ -56,6 +149,7 @@ pub struct DirEntry {
 #[derive(Debug)]
 pub struct Cim {
     path: PathBuf,
+    files: ImageFiles,
     major: u32,
     sets: Vec<SetInfo>,
     regions: Vec<Region>,
@@ -81,13 +175,13 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 }
 
 /// Reads a fixed-size header from the start of a file.
-fn read_header<T: FromBytes>(file: &File, what: &Path) -> Result<T> {
+fn read_header<T: FromBytes>(file: &Storage, what: &Path) -> Result<T> {
     let mut buf = vec![0u8; size_of::<T>()];
-    read_exact_at(file, &mut buf, 0).map_err(|e| match e.kind() {
+    file.read_exact_at(&mut buf, 0).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => Error::Invalid(format!(
             "{}: {} bytes, shorter than the {}-byte header of a CIM file",
             what.display(),
-            file.metadata().map_or(0, |m| m.len()),
+            file.size().unwrap_or(0),
             buf.len()
         )),
         _ => Error::io(format!("{}: reading the {}-byte header", what.display(), buf.len()), e),
@@ -95,31 +189,15 @@ fn read_header<T: FromBytes>(file: &File, what: &Path) -> Result<T> {
     Ok(T::read_from_bytes(&buf).expect("buffer has the header's size"))
 }
 
-/// Opens `name` in `dir`, or a file whose name differs only in ASCII case (Windows may spell
-/// GUIDs in upper case; its file system does not care).
-fn open_in(dir: &Path, name: &str) -> io::Result<(File, String)> {
-    match File::open(dir.join(name)) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            for item in fs::read_dir(dir)? {
-                let found = item?.file_name();
-                if let Some(found) = found.to_str().filter(|f| f.eq_ignore_ascii_case(name)) {
-                    return Ok((File::open(dir.join(found))?, found.to_string()));
-                }
-            }
-            Err(e)
-        }
-        other => other.map(|f| (f, name.to_string())),
-    }
-}
-
 /// Reads a `.cim`'s header and the region sets it lists: its parents' in order, then its own.
-fn read_sets(path: &Path) -> Result<(FilesystemHeader, Vec<RegionSet>)> {
-    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+fn read_sets(files: &ImageFiles, name: &str) -> Result<(FilesystemHeader, Vec<RegionSet>)> {
+    let path = &files.path(name);
+    let (file, _) = files.open(name).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let header: FilesystemHeader = read_header(&file, path)?;
     header.common.check(FileType::Filesystem).map_err(|m| Error::Invalid(format!("{}: {m}", path.display())))?;
     let parents = header.parent_count.get() as usize;
     let mut buf = vec![0u8; parents * size_of::<RegionSet>()];
-    read_exact_at(&file, &mut buf, size_of::<FilesystemHeader>() as u64)
+    file.read_exact_at(&mut buf, size_of::<FilesystemHeader>() as u64)
         .map_err(|e| Error::io(format!("{}: reading {parents} parent region sets", path.display()), e))?;
     let mut list: Vec<RegionSet> =
         buf.chunks_exact(size_of::<RegionSet>()).map(|c| RegionSet::read_from_bytes(c).unwrap()).collect();
@@ -130,30 +208,41 @@ fn read_sets(path: &Path) -> Result<(FilesystemHeader, Vec<RegionSet>)> {
 impl Cim {
     /// Opens `path` (`<dir>/<name>.cim`) and the region files of every set it lists.
     pub fn open(path: &Path) -> Result<Cim> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            Error::Invalid(format!("{}: not a file name winlayer can read (UTF-8 expected)", path.display()))
+        })?;
+        Cim::open_in(ImageFiles::Dir(dir.to_path_buf()), name)
+    }
+
+    /// Opens the `.cim` named `name` in `files` and the region files of every set it lists.
+    pub fn open_in(files: ImageFiles, name: &str) -> Result<Cim> {
+        let path = &files.path(name);
         let bad = |m: String| Error::Invalid(format!("{}: {m}", path.display()));
-        let (header, list) = read_sets(path)?;
+        let (header, list) = read_sets(&files, name)?;
         let total: usize = list.iter().map(|s| s.count.get() as usize).sum();
         if total == 0 || total > MAX_REGIONS {
             return Err(bad(format!("{total} regions in all (1 to {MAX_REGIONS} are possible)")));
         }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut sets = Vec::new();
         let mut regions = Vec::with_capacity(total);
         for set in list {
             sets.push(SetInfo { set, first: regions.len() as u16 });
             for n in 0..set.count.get() {
                 let name = region_file_name(set.id, n);
-                let (file, name) = open_in(dir, &name)
-                    .map_err(|e| Error::io(format!("opening region {}", dir.join(&name).display()), e))?;
-                let rpath = dir.join(&name);
-                let len = file.metadata().map_err(|e| Error::io(format!("reading {}", rpath.display()), e))?.len();
-                let rh: RegionHeader = read_header(&file, &rpath)?;
+                let (data, name) = files
+                    .open(&name)
+                    .map_err(|e| Error::io(format!("opening region {}", files.path(&name).display()), e))?;
+                let rpath = files.path(&name);
+                let len = data.size().map_err(|e| Error::io(format!("reading {}", rpath.display()), e))?;
+                let rh: RegionHeader = read_header(&data, &rpath)?;
                 rh.common.check(FileType::Region).map_err(|m| Error::Invalid(format!("{}: {m}", rpath.display())))?;
-                regions.push(Region { file: Arc::new(file), len, name, kind: RegionType::from_byte(rh.region_type) });
+                regions.push(Region { data, len, name, kind: RegionType::from_byte(rh.region_type) });
             }
         }
         let mut cim = Cim {
             path: path.to_path_buf(),
+            files,
             major: header.common.major.get(),
             sets,
             regions,
@@ -206,20 +295,14 @@ impl Cim {
             return Ok(None);
         }
         let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut names = Vec::new();
-        for item in fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))? {
-            let name = item.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?.file_name();
-            let is_cim = name.to_str().is_some_and(|n| n.len() > 4 && n[n.len() - 4..].eq_ignore_ascii_case(".cim"));
-            if is_cim && Some(name.as_os_str()) != self.path.file_name() {
-                names.push(name);
-            }
-        }
-        names.sort();
+        let own = self.path.file_name().and_then(|n| n.to_str());
+        let names = self.files.names().map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
         let want: Vec<RegionSet> = parents.iter().map(|s| s.set).collect();
         for name in names {
-            let candidate = dir.join(name);
-            if read_sets(&candidate).is_ok_and(|(_, sets)| sets == want) {
-                return Ok(Some(candidate));
+            let is_cim = name.len() > 4 && name.get(name.len() - 4..).is_some_and(|e| e.eq_ignore_ascii_case(".cim"));
+            if is_cim && Some(name.as_str()) != own && read_sets(&self.files, &name).is_ok_and(|(_, sets)| sets == want)
+            {
+                return Ok(Some(self.files.path(&name)));
             }
         }
         Err(Error::Invalid(format!(
@@ -302,7 +385,9 @@ impl Cim {
     /// Reads `len` bytes at `extra` past `at` into `buf`.
     fn read_into(&self, at: RegionOffset, extra: u64, buf: &mut [u8], what: &str) -> Result<()> {
         let region = self.check_range(at, extra, buf.len() as u64, what)?;
-        read_exact_at(&region.file, buf, at.offset() + extra)
+        region
+            .data
+            .read_exact_at(buf, at.offset() + extra)
             .map_err(|e| Error::io(format!("{}: reading {what} at {at}", self.path.display()), e))
     }
 
@@ -599,13 +684,16 @@ impl Cim {
         Ok(done)
     }
 
-    /// Where a plain data stream's bytes lie: the region file and the absolute offset.
+    /// Where a plain data stream's bytes lie: the region file and the absolute offset (`None`
+    /// for images in memory).
     pub fn contiguous(&self, stream: &Stream) -> Option<(Arc<File>, u64)> {
         if stream.is_sparse() || stream.kind() != Some(StreamType::Data) || stream.is_empty() {
             return None;
         }
-        let region = self.check_range(stream.at(), 0, stream.len(), "file data").ok()?;
-        Some((region.file.clone(), stream.at().offset()))
+        match &self.check_range(stream.at(), 0, stream.len(), "file data").ok()?.data {
+            Storage::File(file) => Some((file.clone(), stream.at().offset())),
+            Storage::Memory(_) => None,
+        }
     }
 
     /// A reader over a stream, from its start.

@@ -7,6 +7,7 @@
 //! a test compares it with the `$UpCase` file `mkntfs` (ntfs-3g) writes.
 
 use std::cmp::Ordering;
+use std::sync::{Arc, OnceLock};
 
 /// Runs of `(first, last, delta, step)`: every `step`-th unit from `first` to `last` upcases
 /// to itself plus `delta`.
@@ -152,7 +153,7 @@ pub const UPCASE_LEN: usize = 0x10000;
 
 /// An upcase table and the collation it defines.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Upcase(Box<[u16]>);
+pub struct Upcase(Arc<[u16]>);
 
 impl std::fmt::Debug for Upcase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,13 +164,17 @@ impl std::fmt::Debug for Upcase {
 impl Upcase {
     /// Windows' table, the one winlayer writes into new images.
     pub fn windows() -> Upcase {
-        let mut table: Vec<u16> = (0..=u16::MAX).collect();
-        for &(first, last, delta, step) in RUNS {
-            for c in (first..=last).step_by(step as usize) {
-                table[c as usize] = (c as i32 + delta) as u16;
+        static TABLE: OnceLock<Arc<[u16]>> = OnceLock::new();
+        let table = TABLE.get_or_init(|| {
+            let mut table: Vec<u16> = (0..=u16::MAX).collect();
+            for &(first, last, delta, step) in RUNS {
+                for c in (first..=last).step_by(step as usize) {
+                    table[c as usize] = (c as i32 + delta) as u16;
+                }
             }
-        }
-        Upcase(table.into())
+            table.into()
+        });
+        Upcase(table.clone())
     }
 
     /// A table read from an image (`bytes` must hold 65536 little-endian units).

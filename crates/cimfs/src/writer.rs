@@ -27,6 +27,9 @@ use crate::upcase::Upcase;
 /// Data of this size or less is read whole before it is stored, so a duplicate is never
 /// written; longer data is streamed and taken back when it turns out to be a duplicate.
 const IN_MEMORY: u64 = 1 << 20;
+
+/// Bytes of a parent's object read back at a time to confirm it is the same content.
+const CHECK_CHUNK: usize = 256 << 10;
 /// The type of each region of this image's own set (region `<n>` holds type `n`).
 const OWN_REGIONS: [RegionType; 3] = [RegionType::Metadata, RegionType::Data, RegionType::SmallData];
 
@@ -108,7 +111,7 @@ impl RegionOut {
     fn align(&mut self) -> Result<u64> {
         let align = if self.kind == RegionType::Data { PAGE_SIZE } else { SMALL_ALIGN };
         let pad = (align - self.pos % align) % align;
-        self.put(&vec![0u8; pad as usize])?;
+        self.put(&[0u8; PAGE_SIZE as usize][..pad as usize])?;
         Ok(self.pos)
     }
 
@@ -236,7 +239,11 @@ pub struct CimWriter {
     checker: Checker,
     dropped_attributes: BTreeMap<u32, (u64, String)>,
     summary: Summary,
+    /// Data read and written: short data whole, long data in pieces (never allocated per file).
     buf: Vec<u8>,
+    /// A parent's object read back for comparison (kept apart from `buf`, which may hold the
+    /// data being compared).
+    check_buf: Vec<u8>,
     durable: bool,
 }
 
@@ -309,7 +316,8 @@ impl CimWriter {
             checker: Checker::new(),
             dropped_attributes: BTreeMap::new(),
             summary: Summary::default(),
-            buf: vec![0u8; 256 << 10],
+            buf: vec![0u8; IN_MEMORY as usize],
+            check_buf: Vec::new(),
             durable: true,
         })
     }
@@ -326,7 +334,18 @@ impl CimWriter {
         use std::hash::{BuildHasher, Hash, Hasher};
         let mut h = hasher.build_hasher();
         parent.hash(&mut h);
-        upcase.chars(name).for_each(|c| c.hash(&mut h));
+        // The folded characters go to the hasher a few at a time: one call per character
+        // cost more than the rest of a lookup.
+        let (mut chunk, mut n) = ([0u8; 64], 0);
+        for c in upcase.chars(name) {
+            chunk[n..n + 4].copy_from_slice(&(c as u32).to_le_bytes());
+            n += 4;
+            if n == chunk.len() {
+                h.write(&chunk);
+                n = 0;
+            }
+        }
+        h.write(&chunk[..n]);
         h.finish()
     }
 
@@ -391,7 +410,7 @@ impl CimWriter {
         // Short data is read whole and written only if new; long data is written as it is
         // read, from `start` (padded from `before`), and taken back if it is not new.
         let (whole, before, start, zero) = if len <= IN_MEMORY {
-            let mut whole = vec![0u8; len as usize];
+            let whole = &mut self.buf[..len as usize];
             let mut got = 0;
             while got < whole.len() {
                 match data.read(&mut whole[got..]).map_err(read_err)? {
@@ -399,9 +418,9 @@ impl CimWriter {
                     n => got += n,
                 }
             }
-            hasher.update(&whole);
+            hasher.update(whole);
             let zero = sparse && whole.iter().all(|&b| b == 0);
-            (Some(whole), 0, 0, zero)
+            (true, 0, 0, zero)
         } else {
             let before = self.data.pos;
             let start = self.data.align()?;
@@ -418,11 +437,11 @@ impl CimWriter {
                 self.data.put(chunk)?;
                 left -= n as u64;
             }
-            (None, before, start, zero)
+            (false, before, start, zero)
         };
         let digest = *hasher.finalize().as_bytes();
         let shared = if zero { None } else { self.shared(len, &digest)? };
-        if whole.is_none() && (zero || shared.is_some()) {
+        if !whole && (zero || shared.is_some()) {
             self.data.rewind(before)?;
         }
         if zero {
@@ -432,10 +451,7 @@ impl CimWriter {
             return Ok(Stream::new(StreamType::Data, at, len));
         }
         let region = if len < PAGE_SIZE { &mut self.small } else { &mut self.data };
-        let at = match whole {
-            Some(bytes) => region.place(&bytes)?,
-            None => RegionOffset::new(region.index, start),
-        };
+        let at = if whole { region.place(&self.buf[..len as usize])? } else { RegionOffset::new(region.index, start) };
         region.record_id(len, &digest, at.offset())?;
         self.contents.insert(content_key(len, &digest), at);
         self.summary.stored_bytes += len;
@@ -461,10 +477,11 @@ impl CimWriter {
                 if pos == len {
                     break hasher.finalize().as_bytes() == digest;
                 }
-                let want = (len - pos).min(self.buf.len() as u64) as usize;
-                match parent.read_stream(&stream, pos, &mut self.buf[..want]) {
+                let want = (len - pos).min(CHECK_CHUNK as u64) as usize;
+                self.check_buf.resize(want.max(self.check_buf.len()), 0);
+                match parent.read_stream(&stream, pos, &mut self.check_buf[..want]) {
                     Ok(n) if n > 0 => {
-                        hasher.update(&self.buf[..n]);
+                        hasher.update(&self.check_buf[..n]);
                         pos += n as u64;
                     }
                     _ => break false,

@@ -49,3 +49,39 @@ fn corpus_files_are_read_or_refused_clearly() {
     }
     assert!(seen >= 30, "only {seen} corpus files in {}", dir.display());
 }
+
+/// The fuzz target opens images from memory; the same files written to a directory must read
+/// the same way (the same bytes, or an error both times with the same message past the path).
+#[test]
+fn images_in_memory_read_as_on_disk() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/cim_reader");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        let cimfs::reader::ImageFiles::Memory(files) = cimfs::fuzzing::unpack(&input) else { unreachable!() };
+        let disk = tempfile::tempdir().unwrap();
+        for (name, bytes) in &files {
+            std::fs::write(disk.path().join(name), bytes).unwrap();
+        }
+        let read = |cim: winlayer_core::Result<cimfs::Cim>| {
+            let cim = cim?;
+            let bytes = cim.verify()?;
+            let mut sink = winlayer_core::Checker::new();
+            winlayer_core::LayerSource::send_to(cimfs::CimSource::new(&cim), &mut sink)?;
+            Ok::<_, winlayer_core::Error>(bytes)
+        };
+        let from_memory = read(cimfs::Cim::open_in(cimfs::reader::ImageFiles::Memory(files), cimfs::fuzzing::CIM_NAME));
+        let from_disk = read(cimfs::Cim::open(&disk.path().join(cimfs::fuzzing::CIM_NAME)));
+        use winlayer_core::Error::Io;
+        let prefix = format!("{}/", disk.path().display());
+        match (from_memory, from_disk) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", path.display()),
+            // I/O errors agree on what failed and how, not on the operating system's wording.
+            (Err(Io { context: a, source: e }), Err(Io { context: b, source: f })) => {
+                assert_eq!((a, e.kind()), (b.replace(&prefix, ""), f.kind()), "{}", path.display())
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string().replace(&prefix, ""), "{}", path.display()),
+            (a, b) => panic!("{}: from memory {a:?}, from disk {b:?}", path.display()),
+        }
+    }
+}

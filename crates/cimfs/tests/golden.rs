@@ -91,3 +91,83 @@ fn small_image_and_fork_layouts_are_pinned() {
     create_layer(&top, &t.path().join("top.cim"), Some(&t.path().join("base.cim")));
     check("fork", dump(t.path()));
 }
+
+/// A layer of `files` files whose sizes cross every path the writer takes (empty, small-data
+/// region, page-aligned data, read whole up to 1 MiB, streamed beyond), with duplicate
+/// content, all-zero sparse files, alternate streams and hard links; `seed` varies it, file
+/// names start with `prefix`.
+fn generated(seed: u64, files: usize, dirs: usize, prefix: &str) -> Layer {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut layer = Layer::default();
+    layer.dir("Files");
+    for d in 0..dirs {
+        layer.dir(&format!("Files/d{d}"));
+    }
+    let sizes = [0, 1, 100, 4095, 4096, 5000, 65_536, 300_000, 1 << 20, (1 << 20) + 1, 2_500_000];
+    let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..files {
+        let path = format!("Files/d{}/{prefix}{i}.bin", next() as usize % dirs);
+        let pick = next();
+        let data = match pick % 16 {
+            0 if !kept.is_empty() => kept[next() as usize % kept.len()].1.clone(),
+            1 => {
+                let len = sizes[next() as usize % sizes.len()];
+                layer.file_with(&path, &vec![0; len], attrs::ARCHIVE | attrs::SPARSE_FILE, &[]);
+                continue;
+            }
+            _ => {
+                let len = if pick % 20 == 0 { sizes[next() as usize % sizes.len()] } else { next() as usize % 20_000 };
+                (0..len).map(|_| next() as u8).collect()
+            }
+        };
+        layer.file(&path, &data);
+        match pick % 23 {
+            0 => {
+                layer.stream(&path, "meta", &data[..data.len().min(700)]);
+            }
+            1 => {
+                layer.link(&format!("{path}.link"), &path);
+            }
+            _ => {}
+        }
+        if data.len() < 400_000 {
+            kept.push((path, data));
+        }
+    }
+    layer
+}
+
+/// Digests of every file of an image directory.
+fn digests(dir: &Path) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut out = String::new();
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        writeln!(out, "{name} {} blake3 {}", bytes.len(), blake3::hash(&bytes)).unwrap();
+    }
+    out
+}
+
+/// Images of generated layers (a base and a fork sharing much of its content) are pinned by
+/// digest: a faster writer must write exactly the bytes the previous one wrote.
+#[test]
+fn generated_images_are_pinned_by_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path().join("base.cim");
+    let layer = generated(41, 2000, 40, "f");
+    create_layer(&layer, &base, None);
+    // New files, and every tenth file of the base again (its content found in the parent).
+    let mut top = generated(43, 500, 40, "g");
+    let files = layer.entries.iter().filter(|(e, _)| matches!(e.kind, EntryKind::File { .. }));
+    top.entries.extend(files.step_by(10).cloned());
+    create_layer(&top, &t.path().join("top.cim"), Some(&base));
+    check("generated", digests(t.path()));
+}

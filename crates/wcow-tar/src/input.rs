@@ -87,16 +87,37 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
-fn decompressor(compression: Compression, raw: impl BufRead + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
-    Ok(match compression {
-        Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(ReadAhead::spawn(flate2::bufread::MultiGzDecoder::new(raw))?),
+/// How a compressed stream is decompressed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decompress {
+    /// On a thread of its own, a few chunks ahead of the reader (while the rest of the work
+    /// waits on I/O or runs on the other core).
+    Ahead,
+    /// On the reader's thread, as it reads: bytes in memory, where no thread may outlive the
+    /// input (fuzzing with leak detection).
+    Inline,
+}
+
+fn decompressor(
+    compression: Compression,
+    raw: impl BufRead + Send + 'static,
+    how: Decompress,
+) -> io::Result<Box<dyn Read + Send>> {
+    let run = |inner: Box<dyn Read + Send>| -> io::Result<Box<dyn Read + Send>> {
+        match how {
+            Decompress::Ahead => Ok(Box::new(ReadAhead::spawn(inner)?)),
+            Decompress::Inline => Ok(inner),
+        }
+    };
+    match compression {
+        Compression::None => Ok(Box::new(raw)),
+        Compression::Gzip => run(Box::new(flate2::bufread::MultiGzDecoder::new(raw))),
         Compression::Zstd => {
             let dec = StreamingDecoder::new(raw)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
-            Box::new(ReadAhead::spawn(ZstdFrames { current: Some(dec) })?)
+            run(Box::new(ZstdFrames { current: Some(dec) }))
         }
-    })
+    }
 }
 
 /// Bytes of one read-ahead chunk, and chunks that may wait for the reader.
@@ -191,7 +212,11 @@ impl Input {
         let compression = Compression::detect(&magic[..n]);
         if compression != Compression::None {
             return Ok(Input {
-                kind: Kind::Stream(decompressor(compression, BufReader::with_capacity(1 << 16, file))?),
+                kind: Kind::Stream(decompressor(
+                    compression,
+                    BufReader::with_capacity(1 << 16, file),
+                    Decompress::Ahead,
+                )?),
                 pos: 0,
                 compression,
                 name,
@@ -210,7 +235,21 @@ impl Input {
     pub fn from_reader(reader: impl Read + Send + 'static) -> io::Result<Input> {
         let mut raw = BufReader::with_capacity(1 << 16, reader);
         let compression = Compression::detect(raw.fill_buf()?);
-        Ok(Input { kind: Kind::Stream(decompressor(compression, raw)?), pos: 0, compression, name: None })
+        Ok(Input {
+            kind: Kind::Stream(decompressor(compression, raw, Decompress::Ahead)?),
+            pos: 0,
+            compression,
+            name: None,
+        })
+    }
+
+    /// Reads a blob held in memory, detecting compression; it is decompressed as it is read,
+    /// on the caller's thread, so no thread outlives the input.
+    pub fn from_bytes(bytes: impl AsRef<[u8]> + Send + 'static) -> io::Result<Input> {
+        let raw = io::Cursor::new(bytes);
+        let compression = Compression::detect(raw.get_ref().as_ref());
+        let kind = Kind::Stream(decompressor(compression, raw, Decompress::Inline)?);
+        Ok(Input { kind, pos: 0, compression, name: None })
     }
 
     /// What the input is called in messages: the path it was opened from ("standard input"

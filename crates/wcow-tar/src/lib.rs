@@ -42,13 +42,12 @@ pub fn write_sorted<W: std::io::Write>(sorted: Sorted, out: W) -> Result<W> {
 pub mod fuzzing {
     //! The oracle shared by the fuzz target and the corpus regression test.
     use super::*;
-    use std::io::Cursor;
     use winlayer_core::Checker;
 
     /// Reads `bytes` every way winlayer reads layers. Panics only on a real bug: a panic
     /// inside the reader, or canonical output that does not read back to itself.
     pub fn check(bytes: &[u8]) {
-        let input = || Input::from_reader(Cursor::new(bytes.to_vec()));
+        let input = || Input::from_bytes(bytes.to_vec());
         if let Ok(i) = input() {
             let mut checker = Checker::new();
             let _ = LayerReader::new(i, Mode::Collect).read_into(&mut checker);
@@ -56,7 +55,7 @@ pub mod fuzzing {
         }
         let Ok(Ok(sorted)) = input().map(canonicalize) else { return };
         let Ok(out) = write_sorted(sorted, Vec::new()) else { return };
-        let reread = canonicalize(Input::from_reader(Cursor::new(out.clone())).expect("in-memory input"));
+        let reread = canonicalize(Input::from_bytes(out.clone()).expect("canonical output is a plain tar"));
         let again = write_sorted(reread.expect("canonical output must read back"), Vec::new())
             .expect("canonical output must write back");
         assert!(again == out, "normalizing canonical output changed it");

@@ -576,7 +576,7 @@ pub fn read_all(input: Input) -> Result<Vec<(Entry, Vec<u8>)>> {
     Ok(gather.0)
 }
 
-/// Convenience: a reader over bytes in memory.
+/// Convenience: a reader over bytes in memory ([`Input::from_bytes`]).
 pub fn from_bytes(bytes: Vec<u8>) -> io::Result<Input> {
-    Input::from_reader(io::Cursor::new(bytes))
+    Input::from_bytes(bytes)
 }
