@@ -65,6 +65,9 @@ python3 "$root/scripts/gen-layer.py" --profile small --files 300 --mib 8 -o base
 "$winlayer" image from-scratch base.tar --platform windows/amd64:10.0.20348.1 -t "$R/bench/base:1" --insecure >/dev/null
 python3 "$root/scripts/gen-layer.py" --profile base --files "$(scaled 20000 200)" --mib "$(scaled 400 4)" --seed 3 -o tree.tar
 mkdir tree && tar -xf tree.tar -C tree --warning=no-unknown-keyword Files
+# GNU tar extracts alternate data streams (path:stream entries) as files with ':' in the
+# name, which no Windows file may have: drop them (a Linux directory has no streams).
+find tree -name '*:*' -delete
 rm tree.tar
 tar -C tree/Files -cf app.tar .
 echo "  directory: $(find tree/Files -type f | wc -l) files, $(( $(du -sk tree/Files | cut -f1) / 1024 )) MiB"
