@@ -3,7 +3,7 @@
 # docker-registry on 127.0.0.1:
 #   * `image append` of a 20k-file, ~400 MiB directory onto a base, pushed to the registry,
 #     vs `crane append` of the same content (crane takes a tar: GNU tar of the directory,
-#     not timed) — and winlayer given that tar too;
+#     not timed) — and winlayer given the same content as a layer tar;
 #   * `image pull` of a 3-layer image into an OCI layout vs `skopeo copy docker:// oci:`, and
 #     `image push` of that layout to a new repository vs `skopeo copy oci: docker://`.
 # Medians of BENCH_RUNS runs (default 3) of wall time and peak memory (/usr/bin/time), and
@@ -69,12 +69,13 @@ mkdir tree && tar -xf tree.tar -C tree --warning=no-unknown-keyword Files
 # name, which no Windows file may have: drop them (a Linux directory has no streams).
 find tree -name '*:*' -delete
 rm tree.tar
-tar -C tree/Files -cf app.tar .
+tar -C tree/Files -cf app.tar .   # for crane, which puts it below Files/ itself
+tar -C tree -cf layer.tar Files   # the same as a layer tar, for winlayer
 echo "  directory: $(find tree/Files -type f | wc -l) files, $(( $(du -sk tree/Files | cut -f1) / 1024 )) MiB"
 
 echo "== image append onto a base, pushed to the registry ($runs runs)"
 read -r wd_s wd_k wd_lo wd_hi < <(measure "" "$winlayer" image append --base "$R/bench/base:1" --layer tree/Files -t "$R/bench/wl-dir:1" --insecure)
-read -r wt_s wt_k wt_lo wt_hi < <(measure "" "$winlayer" image append --base "$R/bench/base:1" --layer app.tar -t "$R/bench/wl-tar:1" --insecure)
+read -r wt_s wt_k wt_lo wt_hi < <(measure "" "$winlayer" image append --base "$R/bench/base:1" --layer layer.tar -t "$R/bench/wl-tar:1" --insecure)
 read -r cr_s cr_k cr_lo cr_hi < <(measure "" "$crane" append --insecure -b "$R/bench/base:1" -f app.tar -t "$R/bench/crane:1")
 row "winlayer image append --layer DIR" "$wd_s" "$wd_k" "$wd_lo" "$wd_hi"
 row "winlayer image append --layer TAR" "$wt_s" "$wt_k" "$wt_lo" "$wt_hi"
