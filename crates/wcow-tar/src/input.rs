@@ -52,6 +52,7 @@ pub struct Input {
     kind: Kind,
     pos: u64,
     compression: Compression,
+    name: Option<String>,
 }
 
 enum Kind {
@@ -175,13 +176,14 @@ impl Read for ReadAhead {
 impl Input {
     /// Opens a file, or standard input for `-`, detecting compression.
     pub fn open(path: &Path) -> io::Result<Input> {
+        let name = Some(if path.as_os_str() == "-" { "standard input".into() } else { path.display().to_string() });
         if path.as_os_str() == "-" {
-            return Input::from_reader(io::stdin());
+            return Ok(Input { name, ..Input::from_reader(io::stdin())? });
         }
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
-            return Input::from_reader(file);
+            return Ok(Input { name, ..Input::from_reader(file)? });
         }
         let mut magic = [0u8; 4];
         let n = read_full(&mut file, &mut magic)?;
@@ -192,6 +194,7 @@ impl Input {
                 kind: Kind::Stream(decompressor(compression, BufReader::with_capacity(1 << 16, file))?),
                 pos: 0,
                 compression,
+                name,
             });
         }
         let shared = Arc::new(file.try_clone()?);
@@ -199,6 +202,7 @@ impl Input {
             kind: Kind::File { reader: BufReader::with_capacity(HEADER_BUFFER, file), shared, len: meta.len() },
             pos: 0,
             compression,
+            name,
         })
     }
 
@@ -206,7 +210,13 @@ impl Input {
     pub fn from_reader(reader: impl Read + Send + 'static) -> io::Result<Input> {
         let mut raw = BufReader::with_capacity(1 << 16, reader);
         let compression = Compression::detect(raw.fill_buf()?);
-        Ok(Input { kind: Kind::Stream(decompressor(compression, raw)?), pos: 0, compression })
+        Ok(Input { kind: Kind::Stream(decompressor(compression, raw)?), pos: 0, compression, name: None })
+    }
+
+    /// What the input is called in messages: the path it was opened from ("standard input"
+    /// for `-`); `None` for a reader.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The compression detected.

@@ -114,7 +114,7 @@ fn has_utility_vm(dir: &Path) -> Result<bool> {
 pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
     let dir = path.parent().expect("a file in a directory");
-    let mut temp = tempfile::Builder::new().prefix(".winlayer-").tempfile_in(dir).map_err(|e| io("creating", e))?;
+    let mut temp = winlayer_core::temp::file_in(dir).map_err(|e| io("creating", e))?;
     temp.write_all(bytes).map_err(|e| io("writing", e))?;
     temp.as_file().sync_all().map_err(|e| io("syncing", e))?;
     temp.persist_noclobber(path).map_err(|e| io("creating", e.error))?;

@@ -6,13 +6,17 @@
 //! * [`Mode`]/[`layout`]: what differs between the `windows`, `cimfs` and `linux` modes — the
 //!   directories and the mount shapes only; [`scratch`]: container scratch disks;
 //! * [`service`]: the `containerd.services.snapshots.v1.Snapshots` gRPC service;
+//!   [`requests`]: oversized and undecodable requests answered with containerd's codes;
+//!   [`private`]: everything under the root owner-only;
 //! * [`server`]: the daemon — configuration, owner-only socket or pipe, clean shutdown.
 
 pub mod config;
 pub mod error;
 pub mod filter;
 pub mod layout;
+pub mod private;
 pub mod proto;
+pub mod requests;
 pub mod scratch;
 pub mod server;
 pub mod service;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::requests;
 use crate::service::SnapshotsService;
 use crate::snapshotter::Snapshotter;
 
@@ -34,7 +35,7 @@ pub async fn serve(
     ready: impl FnOnce(&Snapshotter),
 ) -> Result<()> {
     let service = SnapshotsService::new(snapshotter.clone()).into_server();
-    let router = tonic::transport::Server::builder().add_service(service);
+    let router = tonic::transport::Server::builder().layer(requests::layer()).add_service(service);
     let incoming = transport::listen(address)?;
     ready(&snapshotter);
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
