@@ -3,9 +3,9 @@
 # docker-registry on 127.0.0.1:
 #   * `image append` of a 20k-file, ~400 MiB directory onto a base, pushed to the registry,
 #     vs `crane append` of the same content (crane takes a tar: GNU tar of the directory,
-#     not timed) — and winlayer given that tar too;
+#     not timed) — and winlayer given the same content as a layer tar;
 #   * `image pull` of a 3-layer image into an OCI layout vs `skopeo copy docker:// oci:`, and
-#     `image push` of that layout to a new repository vs `skopeo copy oci: docker://`.
+#     `image push` of that layout to an empty registry vs `skopeo copy oci: docker://`.
 # Medians of BENCH_RUNS runs (default 3) of wall time and peak memory (/usr/bin/time), and
 # ratios winlayer/peer. Output in bench/out/image. BENCH_SCALE=0.1 shrinks the data.
 set -euo pipefail
@@ -65,13 +65,17 @@ python3 "$root/scripts/gen-layer.py" --profile small --files 300 --mib 8 -o base
 "$winlayer" image from-scratch base.tar --platform windows/amd64:10.0.20348.1 -t "$R/bench/base:1" --insecure >/dev/null
 python3 "$root/scripts/gen-layer.py" --profile base --files "$(scaled 20000 200)" --mib "$(scaled 400 4)" --seed 3 -o tree.tar
 mkdir tree && tar -xf tree.tar -C tree --warning=no-unknown-keyword Files
+# GNU tar extracts alternate data streams (path:stream entries) as files with ':' in the
+# name, which no Windows file may have: drop them (a Linux directory has no streams).
+find tree -name '*:*' -delete
 rm tree.tar
-tar -C tree/Files -cf app.tar .
+tar -C tree/Files -cf app.tar .   # for crane, which puts it below Files/ itself
+tar -C tree -cf layer.tar Files   # the same as a layer tar, for winlayer
 echo "  directory: $(find tree/Files -type f | wc -l) files, $(( $(du -sk tree/Files | cut -f1) / 1024 )) MiB"
 
 echo "== image append onto a base, pushed to the registry ($runs runs)"
 read -r wd_s wd_k wd_lo wd_hi < <(measure "" "$winlayer" image append --base "$R/bench/base:1" --layer tree/Files -t "$R/bench/wl-dir:1" --insecure)
-read -r wt_s wt_k wt_lo wt_hi < <(measure "" "$winlayer" image append --base "$R/bench/base:1" --layer app.tar -t "$R/bench/wl-tar:1" --insecure)
+read -r wt_s wt_k wt_lo wt_hi < <(measure "" "$winlayer" image append --base "$R/bench/base:1" --layer layer.tar -t "$R/bench/wl-tar:1" --insecure)
 read -r cr_s cr_k cr_lo cr_hi < <(measure "" "$crane" append --insecure -b "$R/bench/base:1" -f app.tar -t "$R/bench/crane:1")
 row "winlayer image append --layer DIR" "$wd_s" "$wd_k" "$wd_lo" "$wd_hi"
 row "winlayer image append --layer TAR" "$wt_s" "$wt_k" "$wt_lo" "$wt_hi"
@@ -83,8 +87,23 @@ python3 "$root/scripts/gen-layer.py" --profile app --files "$(scaled 2000 50)" -
 "$winlayer" image append --base "$R/bench/wl-dir:1" --layer app2.tar -t "$R/bench/three:1" --insecure >/dev/null
 read -r pl_s pl_k pl_lo pl_hi < <(measure "rm -rf wl-layout" "$winlayer" image pull "$R/bench/three:1" -o wl-layout --insecure)
 read -r sp_s sp_k sp_lo sp_hi < <(measure "rm -rf sk-layout" skopeo copy -q --src-tls-verify=false "docker://$R/bench/three:1" oci:sk-layout:1)
-read -r ps_s ps_k ps_lo ps_hi < <(measure 'n=$((n+1))' "$winlayer" image push wl-layout "$R/bench/push-wl-\$n:1" --insecure)
-read -r ss_s ss_k ss_lo ss_hi < <(measure 'n=$((n+1))' skopeo copy -q --dest-tls-verify=false oci:sk-layout:1 "docker://$R/bench/push-sk-\$n:1")
+# Each push goes to a registry of its own, started empty: skopeo's blob-info cache would
+# otherwise mount the blobs from the repository it pulled them from instead of sending them.
+fresh=
+fresh_registry() {
+  [ -z "$fresh" ] || { kill "$fresh"; wait "$fresh" 2>/dev/null || true; }
+  rm -rf fresh && mkdir fresh
+  F=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/fresh}}\nhttp: {addr: %s}\n' "$out" "$F" > fresh.yml
+  docker-registry serve fresh.yml >/dev/null 2>&1 &
+  fresh=$!
+  echo "$fresh" > fresh.pid
+  for _ in $(seq 50); do curl -sf "http://$F/v2/" >/dev/null && break; sleep 0.1; done
+}
+read -r ps_s ps_k ps_lo ps_hi < <(measure fresh_registry "$winlayer" image push wl-layout '$F/bench/pushed:1' --insecure)
+kill "$(cat fresh.pid)" 2>/dev/null || true
+read -r ss_s ss_k ss_lo ss_hi < <(measure fresh_registry skopeo copy -q --dest-tls-verify=false oci:sk-layout:1 'docker://$F/bench/pushed:1')
+kill "$(cat fresh.pid)" 2>/dev/null || true
 row "winlayer image pull" "$pl_s" "$pl_k" "$pl_lo" "$pl_hi"
 row "skopeo copy docker:// oci:" "$sp_s" "$sp_k" "$sp_lo" "$sp_hi"
 row "winlayer image push" "$ps_s" "$ps_k" "$ps_lo" "$ps_hi"
