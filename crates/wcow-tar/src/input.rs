@@ -86,6 +86,14 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
+/// The uncompressed bytes of a blob (plain, gzip or zstd, detected from its first bytes),
+/// decompressed ahead on a thread of its own as [`Input::from_reader`] does.
+pub fn decompress(reader: impl Read + Send + 'static) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+    let mut raw = BufReader::with_capacity(1 << 16, reader);
+    let compression = Compression::detect(raw.fill_buf()?);
+    Ok((compression, decompressor(compression, raw)?))
+}
+
 fn decompressor(compression: Compression, raw: impl BufRead + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     Ok(match compression {
         Compression::None => Box::new(raw),
@@ -204,9 +212,14 @@ impl Input {
 
     /// Wraps any reader, detecting compression from its first bytes.
     pub fn from_reader(reader: impl Read + Send + 'static) -> io::Result<Input> {
-        let mut raw = BufReader::with_capacity(1 << 16, reader);
-        let compression = Compression::detect(raw.fill_buf()?);
-        Ok(Input { kind: Kind::Stream(decompressor(compression, raw)?), pos: 0, compression })
+        let (compression, stream) = decompress(reader)?;
+        Ok(Input { kind: Kind::Stream(stream), pos: 0, compression })
+    }
+
+    /// Wraps a reader of an uncompressed tar (for a caller that decompressed it with
+    /// [`decompress`], to see the uncompressed bytes on their way).
+    pub fn from_plain_reader(reader: impl Read + Send + 'static) -> Input {
+        Input { kind: Kind::Stream(Box::new(reader)), pos: 0, compression: Compression::None }
     }
 
     /// The compression detected.

@@ -1,5 +1,7 @@
 //! Windows base layers and CimFS container layers, laid out as hcsshim lays them out.
 //!
+//! * [`apply`]: a layer applied onto a Linux directory (a browsable view with OCI whiteouts
+//!   and Windows metadata as `user.windows.*` attributes), staged until committed.
 //! * [`base`]: what `wclayer makebaselayer` (hcsshim's `ConvertToBaseLayer`) prepares before
 //!   Windows processes a base layer — valid empty registry hives where a tree has none, the
 //!   utility VM's boot store required — for a layer directory in place, and for any layer
@@ -13,6 +15,8 @@
 //! The names hcsshim treats specially are in [`names`]; docs/layers.md says what is known,
 //! what is assumed, and where winlayer departs from hcsshim.
 
+#[cfg(unix)]
+pub mod apply;
 pub mod base;
 pub mod export;
 #[doc(hidden)]

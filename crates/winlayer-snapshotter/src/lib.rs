@@ -6,9 +6,12 @@
 //! * [`Mode`]/[`layout`]: what differs between the `windows`, `cimfs` and `linux` modes — the
 //!   directories and the mount shapes only; [`scratch`]: container scratch disks;
 //! * [`service`]: the `containerd.services.snapshots.v1.Snapshots` gRPC service;
+//! * [`diff`]: the `containerd.services.diff.v1.Diff` service (Apply, Diff) on the same socket,
+//!   reading and writing blobs through containerd's content service;
 //! * [`server`]: the daemon — configuration, owner-only socket or pipe, clean shutdown.
 
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod filter;
 pub mod layout;

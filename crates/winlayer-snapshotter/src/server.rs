@@ -8,6 +8,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::diff::DiffService;
 use crate::error::{Error, Result};
 use crate::service::SnapshotsService;
 use crate::snapshotter::Snapshotter;
@@ -22,19 +23,21 @@ pub fn run(settings: &Settings, ready: impl FnOnce(&Snapshotter)) -> Result<()> 
         .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
     runtime.block_on(async {
         let snapshotter = Arc::new(Snapshotter::open(&settings.root, settings.mode)?);
-        serve(snapshotter, &settings.address, shutdown_signal(), ready).await
+        let differ = DiffService::new(&settings.containerd_address);
+        serve(snapshotter, differ, &settings.address, shutdown_signal(), ready).await
     })
 }
 
-/// Serves `snapshotter` on `address` until `shutdown` completes.
+/// Serves `snapshotter` and `differ` on `address` until `shutdown` completes.
 pub async fn serve(
     snapshotter: Arc<Snapshotter>,
+    differ: DiffService,
     address: &str,
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(&Snapshotter),
 ) -> Result<()> {
     let service = SnapshotsService::new(snapshotter.clone()).into_server();
-    let router = tonic::transport::Server::builder().add_service(service);
+    let router = tonic::transport::Server::builder().add_service(service).add_service(differ.into_server());
     let incoming = transport::listen(address)?;
     ready(&snapshotter);
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use hyper_util::rt::TokioIo;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint, Uri};
+use winlayer_snapshotter::diff::DiffService;
 use winlayer_snapshotter::proto::snapshots::{self as pb, snapshots_client::SnapshotsClient};
 use winlayer_snapshotter::{Mode, Snapshotter, server};
 
@@ -60,7 +61,10 @@ async fn service_end_to_end() {
         let shutdown = async {
             let _ = stopped.await;
         };
-        server::serve(snapshotter, &address, shutdown, |_| ready_tx.send(()).unwrap()).await
+        server::serve(snapshotter, DiffService::new("/nonexistent/containerd.sock"), &address, shutdown, |_| {
+            ready_tx.send(()).unwrap()
+        })
+        .await
     });
     ready_rx.await.unwrap();
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
