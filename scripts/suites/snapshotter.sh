@@ -171,9 +171,18 @@ gc_then_cleanup() {
   expect_eq "$mode: Cleanup after GC left one directory per snapshot, no orphan" \
     "$(ls $snapshots | grep -vc '^cim-layers$' || true)" "$(count $mode)"
 }
-# protect KEY: ctr 1.6 creates views without containerd.io/gc.root (prepare sets it), so a
-# garbage collection may take them at any time; label them at once.
-protect() { $S label "$1" containerd.io/gc.root=snapshotter-suite >/dev/null; }
+# view_kept KEY PARENT: `ctr snapshots view --mounts`, labelled containerd.io/gc.root at once.
+# ctr 1.6 creates views without that label (prepare sets it), so a garbage collection still
+# running from earlier removals may take the view before the label lands: it is made again.
+view_kept() {
+  local out
+  for _ in 1 2 3 4 5; do
+    out=$($S view --mounts "$1" "$2") &&
+      $S label "$1" containerd.io/gc.root=snapshotter-suite >/dev/null 2>&1 && { echo "$out"; return; }
+    $S rm "$1" >/dev/null 2>&1 || true
+  done
+  die "view $1 on $2: garbage collection took it five times over"
+}
 # count MODE [PREFIX]: how many snapshots (whose backend key starts with PREFIX) the plugin has.
 count() { plugin $1 | grep -c "\"name\":\"${2:-}" || true; }
 
@@ -198,8 +207,7 @@ expect_eq "the child sees its parent's files" "$(cat $mnt/base.txt)" "base"
 echo layer2 >$mnt/layer2.txt
 umount $mnt
 $S commit layer2 layer2-active
-out=$($S view --mounts ro1 layer2)
-protect ro1
+out=$(view_kept ro1 layer2)
 expect_eq "view on two layers: read-only overlay, immediate parent first" \
   "$(json 'd[0]["Type"], len(d[0]["Options"][-1].split(":")), d[0]["Options"][-1].endswith(":" + "'$base_fs'")' <<<"$out")" \
   "overlay 2 True"
@@ -244,8 +252,7 @@ expect_eq "extraction on a parent: parentLayerPaths" "$(json 'd[0]["Options"]' <
 l2_dir=$(json 'd[0]["Source"]' <<<"$out")
 expect_eq "an extraction target is an empty directory" "$(ls -A $l2_dir)" ""
 $S commit sha256:l2 "extract-1 sha256:l2"
-out=$($S view --mounts "extract-2 inspect" sha256:l2)
-protect "extract-2 inspect"
+out=$(view_kept "extract-2 inspect" sha256:l2)
 expect_eq "view: ro, parents immediate first" "$(json 'd[0]["Options"]' <<<"$out")" \
   "['ro', 'parentLayerPaths=[\"$l2_dir\",\"$base_dir\"]']"
 expect_eq "mounts returns the same" "$($S mounts /x "extract-2 inspect")" \
@@ -295,8 +302,7 @@ $winlayer vhdx check $ctr1_dir/sandbox.vhdx >/dev/null &&
   die "cimfs scratch: $(ls $work/cimfs) $($winlayer vhdx check $ctr1_dir/sandbox.vhdx)"
 expect_fail "a container scratch cannot be committed (as containerd's cimfs)" "not supported.*not implemented" \
   $S commit layer ctr1
-out=$($S view --mounts "extract-3 inspect" sha256:c)
-protect "extract-3 inspect"
+out=$(view_kept "extract-3 inspect" sha256:c)
 expect_eq "view: ro and two parents of each kind" \
   "$(json 'd[0]["Options"][0], d[0]["Options"][2].count(","), d[0]["Options"][3].count(",")' <<<"$out")" "ro 1 1"
 expect_eq "ls" "$($S ls | awk 'NR>1 {print $NF}' | sort | tr '\n' ' ')" "Active Committed Committed View "
@@ -320,8 +326,7 @@ umount $mnt
 $S commit base base-active
 $S prepare ctr1 base >/dev/null
 $S label ctr1 containerd.io/snapshot/l=1 >/dev/null
-$S view ro1 base >/dev/null
-protect ro1
+view_kept ro1 base >/dev/null
 # The suite's own snapshots may still be under garbage collection: compare this namespace's.
 mine() { plugin linux | grep '"name":"default/' || true; }
 before=$(mine)
