@@ -72,7 +72,7 @@ impl ContentStore {
                 };
             }
         });
-        Ok(BlobReader { chunks, current: Vec::new(), at: 0, verifier, failure: Arc::default(), ended: false })
+        Ok(BlobReader::new(chunks, verifier))
     }
 
     /// Writes `len` bytes from `data` as a blob under `reference` and commits it with the
@@ -297,56 +297,77 @@ impl Verifier {
 
 /// A blob's bytes as a blocking reader (for the layer readers, which run on blocking threads).
 /// The digest and size are checked as the bytes pass: a mismatch is a read error at the end,
-/// and [`BlobReader::failure`] keeps the status that explains it.
-pub struct BlobReader {
+/// and [`BlobReader::failure`] tells the status that explains it. Clones share one stream, so
+/// what is left of a blob can still be read (and checked) after a decompressor gave up on it.
+#[derive(Clone)]
+pub struct BlobReader(Arc<Mutex<BlobState>>);
+
+struct BlobState {
     chunks: mpsc::Receiver<Result<Vec<u8>, Status>>,
     current: Vec<u8>,
     at: usize,
     verifier: Verifier,
-    failure: Arc<Mutex<Option<Status>>>,
+    failure: Option<Status>,
     ended: bool,
 }
 
 impl BlobReader {
-    /// Where the reason of a failed read is kept (shared, so it can be read after the reader
-    /// has moved into a decompressing thread).
-    pub fn failure(&self) -> Arc<Mutex<Option<Status>>> {
-        self.failure.clone()
+    fn new(chunks: mpsc::Receiver<Result<Vec<u8>, Status>>, verifier: Verifier) -> BlobReader {
+        BlobReader(Arc::new(Mutex::new(BlobState {
+            chunks,
+            current: Vec::new(),
+            at: 0,
+            verifier,
+            failure: None,
+            ended: false,
+        })))
     }
 
-    fn fail(&self, status: Status) -> io::Error {
+    /// Why the blob could not be read, or is not the blob its descriptor names: once it has
+    /// been read to its end, a digest or size mismatch is known here.
+    pub fn failure(&self) -> Option<Status> {
+        self.0.lock().expect("not poisoned").failure.clone()
+    }
+}
+
+impl BlobState {
+    fn fail(&mut self, status: Status) -> io::Error {
         let error = io::Error::new(io::ErrorKind::InvalidData, status.message().to_owned());
-        self.failure.lock().expect("not poisoned").get_or_insert(status);
+        self.failure.get_or_insert(status);
         error
     }
 }
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.current.len() {
-            if self.ended {
+        let mut s = self.0.lock().expect("not poisoned");
+        if let Some(failure) = s.failure.clone() {
+            return Err(s.fail(failure));
+        }
+        while s.at == s.current.len() {
+            if s.ended {
                 return Ok(0);
             }
-            match self.chunks.blocking_recv() {
+            match s.chunks.blocking_recv() {
                 Some(Ok(chunk)) => {
-                    if let Err(s) = self.verifier.add(&chunk) {
-                        return Err(self.fail(s));
+                    if let Err(status) = s.verifier.add(&chunk) {
+                        return Err(s.fail(status));
                     }
-                    self.current = chunk;
-                    self.at = 0;
+                    s.current = chunk;
+                    s.at = 0;
                 }
-                Some(Err(s)) => return Err(self.fail(s)),
+                Some(Err(status)) => return Err(s.fail(status)),
                 None => {
-                    if let Err(s) = self.verifier.end() {
-                        return Err(self.fail(s));
+                    if let Err(status) = s.verifier.end() {
+                        return Err(s.fail(status));
                     }
-                    self.ended = true;
+                    s.ended = true;
                 }
             }
         }
-        let n = buf.len().min(self.current.len() - self.at);
-        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
+        let n = buf.len().min(s.current.len() - s.at);
+        buf[..n].copy_from_slice(&s.current[s.at..s.at + n]);
+        s.at += n;
         Ok(n)
     }
 }

@@ -174,7 +174,7 @@ struct Applied {
 /// size. A blob that does not match its descriptor is DataLoss, a layer the reader refuses
 /// InvalidArgument.
 fn read_layer(blob: BlobReader, sink: &mut dyn LayerSink) -> Result<(String, u64), Status> {
-    let failure = blob.failure();
+    let rest = blob.clone();
     let state = Arc::new(Mutex::new((Hasher::sha256(), 0u64)));
     let result = (|| -> winlayer_core::Result<()> {
         let (_, plain) =
@@ -188,7 +188,12 @@ fn read_layer(blob: BlobReader, sink: &mut dyn LayerSink) -> Result<(String, u64
             .map_err(|e| winlayer_core::Error::io("reading the end of the layer", e))?;
         Ok(())
     })();
-    if let Some(status) = failure.lock().expect("not poisoned").take() {
+    if result.is_err() {
+        // A blob the layer reader or decompressor gave up on may also not be the blob named:
+        // read the rest, so a digest mismatch is told as such.
+        let _ = io::copy(&mut rest.clone(), &mut io::sink());
+    }
+    if let Some(status) = rest.failure() {
         return Err(status);
     }
     result.map_err(|e| Status::invalid_argument(format!("the layer is refused: {e}")))?;
