@@ -105,6 +105,40 @@ fn open_in(dir: &Path, name: &str) -> io::Result<(File, String)> {
     }
 }
 
+/// Removes the image `cim` and the region and object-ID files of its own region set, unless
+/// another `.cim` beside it lists that set (sets are named after their content, so two imports
+/// of one layer onto one parent share theirs). Parents' sets are left alone. A `cim` that is
+/// not there is nothing to remove.
+pub fn destroy(cim: &Path) -> Result<()> {
+    let own = match read_sets(cim) {
+        Ok((header, _)) => Some(header.regions),
+        Err(_) if fs::symlink_metadata(cim).is_err() => return Ok(()),
+        // Unreadable: the image goes, its regions (unknown) stay for a human to judge.
+        Err(_) => None,
+    };
+    fs::remove_file(cim).map_err(|e| Error::io(format!("removing {}", cim.display()), e))?;
+    let Some(own) = own else { return Ok(()) };
+    let dir = cim.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    for item in fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
+        let other = item.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?.path();
+        let is_cim = other.extension().is_some_and(|e| e.eq_ignore_ascii_case("cim"));
+        if is_cim && read_sets(&other).is_ok_and(|(_, sets)| sets.iter().any(|s| s.id == own.id)) {
+            return Ok(());
+        }
+    }
+    for n in 0..own.count.get() {
+        for name in [region_file_name(own.id, n), objectid_file_name(own.id, n)] {
+            match fs::remove_file(dir.join(&name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("removing {}", dir.join(&name).display()), e));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads a `.cim`'s header and the region sets it lists: its parents' in order, then its own.
 fn read_sets(path: &Path) -> Result<(FilesystemHeader, Vec<RegionSet>)> {
     let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;

@@ -328,6 +328,13 @@ async fn cimfs_layers_applied_as_the_cim_import_writes_them() {
     for expected in ["file Files/new.txt", "whiteout Files/hello.txt", "hardlink Files/sub/again.txt"] {
         assert!(names.contains(&expected.to_string()), "{expected} in {names:?}");
     }
+
+    // Removing the snapshots removes their CIMs with their region and object-ID files.
+    for key in ["v-app", "v-base", "app", "base"] {
+        let request = spb::RemoveSnapshotRequest { key: key.into(), ..Default::default() };
+        f.snapshots.remove(request).await.unwrap();
+    }
+    assert_eq!(tree(&f.root().join("snapshots/cim-layers")), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
