@@ -22,15 +22,26 @@ if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
   echo "differ suite: SKIPPED: needs root on Linux (a containerd daemon and overlay mounts)"
   exit 0
 fi
-for tool in go docker-registry skopeo python3; do
+for tool in docker-registry skopeo python3; do
   command -v $tool >/dev/null || { echo "differ suite: $tool is missing (scripts/deps/apt-differ.txt)"; exit 1; }
 done
+# containerd 2.x needs Go >= 1.23; Debian's golang-go (1.19, for the 1.6.20 suite) is too old.
+go=
+for candidate in /usr/local/go/bin/go "$(command -v go || true)"; do
+  [ -x "$candidate" ] || continue
+  minor=$("$candidate" env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+  [ "${minor:-0}" -ge 23 ] && { go=$candidate; break; }
+done
+if [ -z "$go" ]; then
+  echo "differ suite: SKIPPED: needs Go >= 1.23 (at /usr/local/go or on PATH) to build containerd 2.x"
+  exit 0
+fi
 
 containerd_version=${CONTAINERD_VERSION:-v2.4.2}
 bin=$repo/target/containerd-$containerd_version/bin
 if [ ! -x $bin/containerd ] || [ ! -x $bin/ctr ]; then
   echo "-- building containerd and ctr $containerd_version from the Go module proxy"
-  GOBIN=$bin GOFLAGS=-mod=mod nice -n 10 go install \
+  GOBIN=$bin GOFLAGS=-mod=mod nice -n 10 $go install \
     github.com/containerd/containerd/v2/cmd/containerd@$containerd_version \
     github.com/containerd/containerd/v2/cmd/ctr@$containerd_version
 fi
@@ -158,7 +169,8 @@ PY
   pids+=($ctrd)
   local ctr="$bin/ctr --address $csock"
   for _ in $(seq 200); do $ctr version > /dev/null 2>&1 && break; sleep 0.05; done
-  $ctr plugins ls | grep -q 'io.containerd.differ.v1 *winlayer-diff .*ok' || die "containerd has no winlayer-diff differ"
+  $ctr plugins ls > $dir/plugins.txt
+  grep -q 'io.containerd.differ.v1 *winlayer-diff .*ok' $dir/plugins.txt || die "containerd has no winlayer-diff differ"
   ok "$mode: containerd loaded winlayer (snapshot) and winlayer-diff (diff) from --print-config"
 
   $ctr image pull --plain-http --platform windows/amd64 --snapshotter winlayer $ref > $dir/pull.log 2>&1 ||
@@ -166,8 +178,6 @@ PY
   local applies
   applies=$(grep -c 'applied' $dir/serve.log || true)
   [ "$applies" = 2 ] || { cat $dir/serve.log; die "$mode: $applies Apply calls for 2 layers"; }
-  grep -q "digest=$(python3 -c "import json;print(json.load(open('$work/layout/index.json'))['manifests'][0]['digest'])" | cut -c1-7)" $dir/serve.log ||
-    true
   local committed
   committed=$($ctr snapshots --snapshotter winlayer ls | awk 'NR > 1 && $NF == "Committed"' | wc -l)
   [ "$committed" = 2 ] || die "$mode: $committed committed snapshots for 2 layers"
@@ -176,17 +186,17 @@ PY
   if [ $mode = cimfs ]; then
     local top
     top=$(ls $root/snapshots/cim-layers/*.cim | sort -V | tail -1)
-    $winlayer cim extract $top $dir/top > /dev/null
+    $winlayer cim extract $top $dir/top > /dev/null 2>&1
     view_of_tree $dir/top | sort > $dir/got.view
     diff -u $work/expected.view $dir/got.view > $dir/view.diff || { head -40 $dir/view.diff; die "cimfs: merged view"; }
     ok "cimfs: the top snapshot's CIM chain holds the layers applied in order ($(wc -l < $dir/got.view) paths, checked by tarfile)"
     mkdir -p $dir/cli/cims
     $winlayer import -i $work/base.tar.gz $dir/cli/1 --cim $dir/cli/cims/1.cim > /dev/null
     $winlayer import -i $work/app.tar.gz $dir/cli/2 --cim $dir/cli/cims/2.cim --layer $dir/cli/1 --parent-cim $dir/cli/cims/1.cim > /dev/null
-    $winlayer export $dir/cli/2 --cim $dir/cli/cims/2.cim -o $dir/cli.tar
+    $winlayer export $dir/cli/2 --cim $dir/cli/cims/2.cim -o $dir/cli.tar 2> /dev/null
     $winlayer export $root/snapshots/$(basename $top .cim) --cim $top -o $dir/top.tar 2> /dev/null
     cmp $dir/cli.tar $dir/top.tar || die "cimfs: the differ's top layer differs from winlayer import's"
-    $winlayer cim extract $dir/cli/cims/2.cim $dir/cli-view > /dev/null
+    $winlayer cim extract $dir/cli/cims/2.cim $dir/cli-view > /dev/null 2>&1
     diff -r --no-dereference $dir/top $dir/cli-view > /dev/null || die "cimfs: merged views differ from winlayer import's"
     ok "cimfs: top layer export byte-identical, merged view identical, to winlayer import --format cim of the same tars"
   else
