@@ -11,7 +11,9 @@
 #      tars) and equals what `winlayer import --format cim` writes from the same tars;
 #      linux mode: an overlay mount of the snapshots (bind, then overlay upper) shows the same;
 #   4. a second pull applies nothing; `ctr image rm --sync` leaves no snapshot, no CIM, no
-#      snapshot directory behind.
+#      snapshot directory behind;
+#   5. before the daemons: tests/go/differ, containerd's own diff/snapshots proxy clients and
+#      content server (a local store) against winlayer serve in both modes.
 # Needs root (containerd, overlay mounts), Go, docker-registry and skopeo; skips visibly
 # without root or off Linux.
 set -euo pipefail
@@ -232,6 +234,15 @@ PY
   wait $ctrd $serve 2>/dev/null || true
   grep -q 'stopped' $dir/serve.log || die "$mode: serve did not stop cleanly on SIGTERM"
 }
+
+echo "-- containerd's diff and snapshots proxy clients and content server against winlayer serve (tests/go/differ)"
+harness=$repo/target/differ-harness.test
+(cd tests/go && GOFLAGS=-mod=mod nice -n 10 $go test -c -o $harness ./differ)
+WINLAYER=$winlayer WINLAYER_BASE_LAYER=$work/base.tar.gz WINLAYER_APP_LAYER=$work/app.tar.gz \
+  $harness -test.v > $work/harness.log 2>&1 || { grep -v ' WARN ' $work/harness.log; die "go harness"; }
+grep -q -- '--- PASS: TestDiffService/cimfs' $work/harness.log && grep -q -- '--- PASS: TestDiffService/linux' $work/harness.log ||
+  { cat $work/harness.log; die "go harness: a mode did not run"; }
+ok "go harness: Apply through core/diff/proxy (diffIDs, NotImplemented, DataLoss for short and corrupted blobs, snapshot left empty), Compare into containerd's content store (labels, archive/tar, re-Apply), linux view through core/mount"
 
 run_mode cimfs
 run_mode linux
