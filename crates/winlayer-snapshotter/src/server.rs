@@ -37,12 +37,52 @@ pub async fn serve(
     ready: impl FnOnce(&Snapshotter),
 ) -> Result<()> {
     let service = SnapshotsService::new(snapshotter.clone()).into_server();
-    let router = tonic::transport::Server::builder().add_service(service).add_service(differ.into_server());
+    let router = tonic::transport::Server::builder()
+        .layer(tower::layer::layer_fn(LogFailures))
+        .add_service(service)
+        .add_service(differ.into_server());
     let incoming = transport::listen(address)?;
     ready(&snapshotter);
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     transport::unlisten(address);
     served.map_err(|e| Error::internal(format!("serving {address}: {e}")))
+}
+
+/// Logs every snapshots call that fails, with its method and the status (whose message names
+/// the key); successful calls are not logged. The diff service logs its own calls.
+#[derive(Clone)]
+struct LogFailures<S>(S);
+
+type Http<B> = tonic::codegen::http::Request<B>;
+
+impl<S, B, R> tower::Service<Http<B>> for LogFailures<S>
+where
+    S: tower::Service<Http<B>, Response = tonic::codegen::http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = std::result::Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::result::Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Http<B>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            if !method.starts_with("/containerd.services.diff.")
+                && let Some(status) = tonic::Status::from_header_map(response.headers())
+                && status.code() != tonic::Code::Ok
+            {
+                let method = method.rsplit('/').next().unwrap_or(&method);
+                tracing::warn!(method, code = ?status.code(), "{}", status.message());
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C or a service stop on Windows).

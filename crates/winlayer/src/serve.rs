@@ -68,7 +68,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         print!("{}", containerd_config(&settings));
         return Ok(ExitCode::SUCCESS);
     }
-    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
     server::run(&settings, |_| {
         tracing::info!(
             mode = %settings.mode,
