@@ -2,6 +2,8 @@
 //!
 //! * [`apply`]: a layer applied onto a Linux directory (a browsable view with OCI whiteouts
 //!   and Windows metadata as `user.windows.*` attributes), staged until committed.
+//! * [`dir_diff`]: what a directory tree changes against another, as a layer (whiteouts
+//!   for what it lacks), read as `tar from-dir` reads a tree.
 //! * [`base`]: what `wclayer makebaselayer` (hcsshim's `ConvertToBaseLayer`) prepares before
 //!   Windows processes a base layer — valid empty registry hives where a tree has none, the
 //!   utility VM's boot store required — for a layer directory in place, and for any layer
@@ -18,6 +20,7 @@
 #[cfg(unix)]
 pub mod apply;
 pub mod base;
+pub mod dir_diff;
 pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;

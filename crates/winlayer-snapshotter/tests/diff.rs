@@ -464,6 +464,31 @@ async fn linux_mode_applies_a_browsable_view_with_windows_metadata() {
     assert!(!fs_copy.join("Files/hello.txt").exists());
     assert_eq!(std::fs::read(fs_copy.join("Files/sub/again.txt")).unwrap(), b"kept");
     assert!(fs_copy.join("Files/Windows/System32/config/SYSTEM").is_file(), "the rest stays");
+
+    // Diff of the two bind directories: what the second adds and deletes, nothing it keeps.
+    let bind_of = |dir: &Path| types::Mount {
+        r#type: "bind".into(),
+        source: dir.to_string_lossy().into(),
+        target: String::new(),
+        options: vec!["ro".into(), "rbind".into()],
+    };
+    let request = dpb::DiffRequest {
+        left: vec![bind_of(&fs)],
+        right: vec![bind_of(&fs_copy)],
+        media_type: TAR_LAYER.into(),
+        ..Default::default()
+    };
+    let desc = f.diff.diff(request).await.unwrap().into_inner().diff.unwrap();
+    let tar = f.content.blobs.lock().unwrap().get(&desc.digest).cloned().expect("the diff is in the store");
+    let entries = wcow_tar::reader::read_all(wcow_tar::reader::from_bytes(tar).unwrap()).unwrap();
+    let names: Vec<String> = entries.iter().map(|(e, _)| format!("{} {}", e.kind.name(), e.path)).collect();
+    for expected in ["file Files/new.txt", "whiteout Files/hello.txt", "file Files/sub/again.txt", "dir Files/sub"] {
+        assert!(names.contains(&expected.to_string()), "{expected} in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("keep.txt") || n.contains("SYSTEM")),
+        "unchanged files are left out: {names:?}"
+    );
 }
 
 fn copy_tree(from: &Path, to: &Path) {

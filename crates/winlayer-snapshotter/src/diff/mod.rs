@@ -8,8 +8,9 @@
 //!   import --format cim` runs), `bind` and `overlay` through its directory apply (a Linux view
 //!   with OCI whiteouts and `user.windows.*` attributes). Nothing is left in the snapshot when
 //!   Apply fails.
-//! * **Diff** writes a canonical Windows layer tar of a `CimFS` layer against its parent (what
-//!   `winlayer export` writes) into containerd's content store.
+//! * **Diff** writes a canonical Windows layer tar into containerd's content store: of a `CimFS`
+//!   layer against its parent (what `winlayer export` writes), or of a `bind` directory against
+//!   another (read as `tar from-dir` reads a tree, whiteouts for what is gone).
 //!
 //! Other mount types are NotImplemented, so containerd's diff service moves on to the next
 //! differ in its order.
@@ -19,12 +20,13 @@ pub mod media;
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 use wcow_tar::{Input, LayerReader};
+use winlayer_core::dir::DirOptions;
 use winlayer_core::{Data, Entry, FileTime, LayerSink, LayerSource};
 
 use crate::proto::diff::{self as pb, diff_server};
@@ -346,18 +348,33 @@ async fn compare(
 ) -> Result<types::Descriptor, Status> {
     let left = TheMount::from(&request.left)?;
     let right = TheMount::from(&request.right)?;
-    if left.kind != "CimFS" || right.kind != "CimFS" {
-        return Err(Status::unimplemented(format!(
-            "winlayer compares CimFS layers; got {} against {}",
-            right.kind, left.kind
-        )));
-    }
     let media = LayerMedia::for_output(&request.media_type)?;
     let compression = media.compression;
-    let (layer_dir, cim) = cim_layer(&right)?;
-    let (_, lower_cim) = cim_layer(&left)?;
     let epoch = request.source_date_epoch.map(|t| t.seconds);
-    let written = tokio::task::spawn_blocking(move || export_layer(&layer_dir, &cim, &lower_cim, compression, epoch))
+    let refused = |e: winlayer_core::Error| Status::invalid_argument(e.to_string());
+    let changes: Box<dyn FnOnce() -> Result<winlayer_core::Sorted, Status> + Send> =
+        match (left.kind.as_str(), right.kind.as_str()) {
+            ("CimFS", "CimFS") => {
+                let (layer_dir, cim) = cim_layer(&right)?;
+                let (_, lower_cim) = cim_layer(&left)?;
+                Box::new(move || {
+                    let base = !lower_cim.exists() || lower_cim == cim;
+                    let parent = (!base).then_some(lower_cim.as_path());
+                    Ok(winlayer_layers::export_cim(&layer_dir, &cim, parent).map_err(refused)?.0)
+                })
+            }
+            ("bind", "bind") => {
+                let (lower, upper) = (left.source.clone(), right.source.clone());
+                let options = DirOptions { base: false, owner: "BA".into(), source_date_epoch: epoch };
+                Box::new(move || winlayer_layers::dir_diff::dir_changes(&lower, &upper, options).map_err(refused))
+            }
+            (l, r) => {
+                return Err(Status::unimplemented(format!(
+                    "winlayer compares CimFS layers and bind directories; got {r} against {l}"
+                )));
+            }
+        };
+    let written = tokio::task::spawn_blocking(move || export_layer(changes()?, compression, epoch))
         .await
         .map_err(|e| Status::internal(format!("diff task failed: {e}")))??;
     let mut labels = request.labels.clone();
@@ -382,19 +399,14 @@ struct Written {
     size: u64,
 }
 
-/// Writes what `cim` changes against `lower_cim` as a canonical layer tar.
+/// Writes a layer as a canonical layer tar, its times clamped to `epoch`.
 fn export_layer(
-    layer_dir: &Path,
-    cim: &Path,
-    lower_cim: &Path,
+    sorted: winlayer_core::Sorted,
     compression: wcow_tar::Compression,
     epoch: Option<i64>,
 ) -> Result<Written, Status> {
     let refused = |e: winlayer_core::Error| Status::invalid_argument(e.to_string());
     let io = |e: io::Error| Status::internal(format!("writing the layer: {e}"));
-    let base = !lower_cim.exists() || lower_cim == cim;
-    let parent = (!base).then_some(lower_cim);
-    let (sorted, _) = winlayer_layers::export_cim(layer_dir, cim, parent).map_err(refused)?;
     let file = tempfile::NamedTempFile::new().map_err(io)?;
     let diff_id = Arc::new(Mutex::new((Hasher::sha256(), 0u64)));
     let blob = Arc::new(Mutex::new((Hasher::sha256(), 0u64)));
