@@ -97,6 +97,7 @@ impl TheMount {
 /// Where Apply writes, decided from the mount before any byte is read.
 enum Target {
     Cim { layer_dir: PathBuf, cim: PathBuf, parents: Vec<winlayer_layers::Parent> },
+    #[cfg(unix)]
     Dir { dir: PathBuf, lowers: Vec<PathBuf>, whiteouts: winlayer_layers::apply::Whiteouts },
 }
 
@@ -123,11 +124,15 @@ impl Target {
                     dirs.into_iter().zip(cims).map(|(dir, cim)| winlayer_layers::Parent { dir, cim }).collect();
                 Ok(Target::Cim { layer_dir: mount.source.clone(), cim: PathBuf::from(cim), parents })
             }
+            #[cfg(not(unix))]
+            "bind" | "overlay" => Err(Status::unimplemented("bind and overlay mounts are Linux mounts")),
+            #[cfg(unix)]
             "bind" => Ok(Target::Dir {
                 dir: mount.source.clone(),
                 lowers: vec![mount.source.clone()],
                 whiteouts: winlayer_layers::apply::Whiteouts::Remove,
             }),
+            #[cfg(unix)]
             "overlay" => {
                 let upper = mount
                     .option("upperdir")
@@ -139,10 +144,12 @@ impl Target {
                     whiteouts: winlayer_layers::apply::Whiteouts::Overlay,
                 })
             }
-            "windows-layer" => Err(Status::unimplemented(
+            "windows-layer" => Err(Status::unimplemented(if cfg!(windows) {
+                "winlayer does not apply windows-layer mounts yet; containerd's windows differ (next in its order) does"
+            } else {
                 "windows-layer mounts are applied by Windows' own layer writer (vmcompute), which exists only on \
-                 Windows; containerd's windows differ handles them there",
-            )),
+                 Windows; containerd's windows differ handles them there"
+            })),
             "BlockCIM" => Err(Status::unimplemented("BlockCIM layers are not written by winlayer yet")),
             other => Err(Status::unimplemented(format!("mount type {other:?} is not one winlayer applies layers to"))),
         }
@@ -226,6 +233,7 @@ fn apply_blocking(target: Target, blob: BlobReader) -> Result<Applied, Status> {
                 ),
             })
         }
+        #[cfg(unix)]
         Target::Dir { dir, lowers, whiteouts } => {
             let mut apply = winlayer_layers::apply::DirApply::start(&dir, &lowers, whiteouts).map_err(internal)?;
             let (diff_id, uncompressed) = read_layer(blob, &mut apply)?;
