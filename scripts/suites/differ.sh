@@ -27,26 +27,14 @@ fi
 for tool in docker-registry skopeo python3; do
   command -v $tool >/dev/null || { echo "differ suite: $tool is missing (scripts/deps/apt-differ.txt)"; exit 1; }
 done
-# containerd 2.x needs Go >= 1.23; Debian's golang-go (1.19, for the 1.6.20 suite) is too old.
-go=
-for candidate in /usr/local/go/bin/go "$(command -v go || true)"; do
-  [ -x "$candidate" ] || continue
-  minor=$("$candidate" env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-  [ "${minor:-0}" -ge 23 ] && { go=$candidate; break; }
-done
+source scripts/lib/containerd2.sh
+find_go
 if [ -z "$go" ]; then
   echo "differ suite: SKIPPED: needs Go >= 1.23 (at /usr/local/go or on PATH) to build containerd 2.x"
   exit 0
 fi
-
-containerd_version=${CONTAINERD_VERSION:-v2.4.2}
-bin=$repo/target/containerd-$containerd_version/bin
-if [ ! -x $bin/containerd ] || [ ! -x $bin/ctr ]; then
-  echo "-- building containerd and ctr $containerd_version from the Go module proxy"
-  GOBIN=$bin GOFLAGS=-mod=mod nice -n 10 $go install \
-    github.com/containerd/containerd/v2/cmd/containerd@$containerd_version \
-    github.com/containerd/containerd/v2/cmd/ctr@$containerd_version
-fi
+build_containerd
+bin=$containerd_bin
 cargo build -q --locked -p winlayer
 winlayer=$repo/target/debug/winlayer
 
@@ -68,21 +56,10 @@ echo "-- a Windows image in a registry on 127.0.0.1"
 python3 scripts/gen-layer.py --profile base --files 400 --mib 8 --gzip -o $work/base.tar.gz
 python3 scripts/gen-layer.py --profile app --files 100 --mib 2 --seed 2 --gzip -o $work/app.tar.gz
 python3 scripts/oci-image.py --tag 1 --os-version 10.0.20348.2227 $work/layout $work/base.tar.gz $work/app.tar.gz > $work/image.json
-port=$((20000 + RANDOM % 20000))
-cat > $work/registry.yml <<YML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-YML
-docker-registry serve $work/registry.yml > $work/registry.log 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/v2/')" 2>/dev/null && break; sleep 0.1; done
-ref=127.0.0.1:$port/winlayer/sample:1
+start_registry $work/registry
+ref=$registry/winlayer/sample:1
 skopeo copy -q --dest-tls-verify=false oci:$work/layout:1 docker://$ref
-ok "skopeo pushed the image to docker-registry at 127.0.0.1:$port"
+ok "skopeo pushed the image to docker-registry at $registry"
 
 # The merged view the image's layers give when applied in order, by Python's tarfile: every
 # path with its kind and, for files, its bytes' digest (whiteouts delete what is below).
@@ -146,31 +123,8 @@ run_mode() {
   local serve=$!
   pids+=($serve)
   for _ in $(seq 100); do [ -S $sock ] && break; sleep 0.05; done
-  {
-    echo "root = \"$dir/containerd/root\""
-    echo "state = \"$dir/containerd/state\""
-    $winlayer serve --mode $mode --root $root --address $sock --print-config
-    cat <<TOML
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$csock"
-TOML
-  } > $dir/containerd.toml
-  # disabled_plugins must be a top-level key: move it above the first table.
-  python3 - $dir/containerd.toml <<'PY'
-import sys
-p = sys.argv[1]
-lines = open(p).read().splitlines()
-top = [l for l in lines if l.startswith("disabled_plugins")]
-rest = [l for l in lines if not l.startswith("disabled_plugins")]
-at = next(i for i, l in enumerate(rest) if l.startswith("["))
-open(p, "w").write("\n".join(rest[:at] + top + rest[at:]) + "\n")
-PY
-  $bin/containerd --config $dir/containerd.toml > $dir/containerd.log 2>&1 &
-  local ctrd=$!
-  pids+=($ctrd)
-  local ctr="$bin/ctr --address $csock"
-  for _ in $(seq 200); do $ctr version > /dev/null 2>&1 && break; sleep 0.05; done
+  containerd_config $dir $winlayer --mode $mode --root $root --address $sock < /dev/null
+  start_containerd $dir
   $ctr plugins ls > $dir/plugins.txt
   grep -q 'io.containerd.differ.v1 *winlayer-diff .*ok' $dir/plugins.txt || die "containerd has no winlayer-diff differ"
   ok "$mode: containerd loaded winlayer (snapshot) and winlayer-diff (diff) from --print-config"
