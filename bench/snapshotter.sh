@@ -13,7 +13,9 @@ repo=$PWD
 n=${1:-10000}
 cycles=${2:-2000}
 [ "$(id -u)" = 0 ] || { echo "bench/snapshotter.sh: needs root (it runs containerd)"; exit 1; }
-for tool in containerd go /usr/bin/time; do
+# Debian's Go, named explicitly: containerd 1.6.20's sources build in GOPATH mode with it.
+debian_go=/usr/lib/go/bin/go
+for tool in containerd $debian_go /usr/bin/time; do
   command -v $tool >/dev/null || { echo "bench/snapshotter.sh: $tool is missing"; exit 1; }
 done
 
@@ -23,7 +25,7 @@ mkdir -p $gopath/src bench/out
 ln -sfn $repo/bench/snapshotter $gopath/src/snapshotbench
 (cd $gopath/src/snapshotbench &&
   GO111MODULE=off GOFLAGS= GOPATH=$gopath:/usr/share/gocode GOCACHE=${GOCACHE:-$repo/target/go-cache} \
-    go build -o $repo/target/snapshotbench .)
+    $debian_go build -o $repo/target/snapshotbench .)
 
 work=$(mktemp -d /tmp/wlb.XXXXXX)
 pids=()

@@ -1,31 +1,7 @@
-# Shared by scripts/suites/differ.sh and bench/differ.sh (sourced, not run): Go for containerd
-# 2.x, containerd and ctr built from the Go module proxy, a distribution registry on 127.0.0.1,
-# and a containerd 2.x configuration around what `winlayer serve --print-config` prints.
-# Callers set `repo`, `work` and a `pids` array (killed by their cleanup).
-
-containerd_version=${CONTAINERD_VERSION:-v2.4.2}
-containerd_bin=$repo/target/containerd-$containerd_version/bin
-
-# find_go: sets `go` to a Go >= 1.23 (containerd 2.x's minimum; Debian's golang-go 1.19, kept
-# for the 1.6.20 suite, is too old), from /usr/local/go or PATH; empty when there is none.
-find_go() {
-  go=
-  local candidate minor
-  for candidate in /usr/local/go/bin/go "$(command -v go || true)"; do
-    [ -x "$candidate" ] || continue
-    minor=$("$candidate" env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-    if [ "${minor:-0}" -ge 23 ]; then go=$candidate; return; fi
-  done
-}
-
-# build_containerd: containerd and ctr at $containerd_version into $containerd_bin, once.
-build_containerd() {
-  [ -x $containerd_bin/containerd ] && [ -x $containerd_bin/ctr ] && return
-  echo "-- building containerd and ctr $containerd_version from the Go module proxy"
-  GOBIN=$containerd_bin GOFLAGS=-mod=mod nice -n 10 $go install \
-    github.com/containerd/containerd/v2/cmd/containerd@$containerd_version \
-    github.com/containerd/containerd/v2/cmd/ctr@$containerd_version
-}
+# Used by scripts/suites/differ.sh (sourced, not run): a distribution registry on 127.0.0.1,
+# and a containerd 2.x daemon configured around what `winlayer serve --print-config` prints.
+# Callers set `work`, `containerd_bin` (a scripts/containerd2.sh build) and a `pids` array
+# (killed by their cleanup).
 
 # start_registry DIR: Debian's docker-registry on a free port of 127.0.0.1, storing in DIR;
 # sets `registry` to HOST:PORT.

@@ -3,10 +3,10 @@
 #   1. a Windows image (layers from scripts/gen-layer.py, a config with os windows and
 #      os.version, laid out by scripts/oci-image.py) pushed by skopeo to Debian's distribution
 #      registry (docker-registry) on 127.0.0.1;
-#   2. containerd 2.x (built from the Go module proxy at a pinned version) configured with
+#   2. containerd 2.x (the newest release and the oldest 2.0.x, scripts/containerd2.sh) with
 #      `winlayer serve --print-config`; `ctr image pull --platform windows/amd64 --snapshotter
 #      winlayer` unpacks every layer through winlayer's diff service;
-#   3. cimfs mode: the top snapshot's CIM chain (`winlayer cim export`) holds exactly the
+#   3. cimfs mode: the top snapshot's CIM chain (`winlayer cim extract`) holds exactly the
 #      layers applied in order (checked by Python's tarfile against the image's own layer
 #      tars) and equals what `winlayer import --format cim` writes from the same tars;
 #      linux mode: an overlay mount of the snapshots (bind, then overlay upper) shows the same;
@@ -14,8 +14,8 @@
 #      snapshot directory behind;
 #   5. before the daemons: tests/go/differ, containerd's own diff/snapshots proxy clients and
 #      content server (a local store) against winlayer serve in both modes.
-# Needs root (containerd, overlay mounts), Go, docker-registry and skopeo; skips visibly
-# without root or off Linux.
+# Needs root (containerd, overlay mounts), Go >= 1.26.6 (`go` on PATH, or $CONTAINERD2_GO),
+# docker-registry and skopeo; skips visibly without root or Go, or off Linux.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -27,14 +27,15 @@ fi
 for tool in docker-registry skopeo python3; do
   command -v $tool >/dev/null || { echo "differ suite: $tool is missing (scripts/deps/apt-differ.txt)"; exit 1; }
 done
-source scripts/lib/containerd2.sh
-find_go
-if [ -z "$go" ]; then
-  echo "differ suite: SKIPPED: needs Go >= 1.23 (at /usr/local/go or on PATH) to build containerd 2.x"
+go=${CONTAINERD2_GO:-go}
+if ! command -v $go >/dev/null; then
+  echo "differ suite: SKIPPED: containerd 2.x and the Go harness need Go >= 1.26.6 ($go is missing)"
   exit 0
 fi
-build_containerd
-bin=$containerd_bin
+source scripts/containerd2.sh
+source scripts/lib/containerd2.sh
+declare -A bins
+for version in "${containerd2_versions[@]}"; do bins[$version]=$(containerd2_build $version); done
 cargo build -q --locked -p winlayer
 winlayer=$repo/target/debug/winlayer
 
@@ -112,12 +113,14 @@ PY
 }
 view_of_layers $work/base.tar.gz $work/app.tar.gz | sort > $work/expected.view
 
-# run_mode MODE: a fresh winlayer serve and containerd, the pull, its checks, the removal.
+# run_mode MODE VERSION: a fresh winlayer serve and containerd VERSION, the pull, its checks,
+# the removal.
 run_mode() {
-  local mode=$1 dir=$work/$1
+  local mode=$1 version=$2 dir=$work/$1-$2
+  containerd_bin=${bins[$version]}
   mkdir -p $dir
   local sock=$dir/winlayer.sock csock=$dir/containerd.sock root=$dir/root
-  echo "-- $mode mode: containerd $containerd_version with winlayer as snapshotter and differ"
+  echo "-- $mode mode: containerd $version with winlayer as snapshotter and differ"
   $winlayer serve --mode $mode --root $root --address $sock --containerd-address $csock --log-level info \
     > $dir/serve.log 2>&1 &
   local serve=$!
@@ -191,13 +194,16 @@ run_mode() {
 
 echo "-- containerd's diff and snapshots proxy clients and content server against winlayer serve (tests/go/differ)"
 harness=$repo/target/differ-harness.test
-(cd tests/go && GOFLAGS=-mod=mod nice -n 10 $go test -c -o $harness ./differ)
+(cd tests/go && GOTOOLCHAIN=local GOPATH=${GOPATH:-$repo/target/go} GOCACHE=${GOCACHE:-$repo/target/go-cache} \
+  nice -n 10 $go test -c -o $harness ./differ)
 WINLAYER=$winlayer WINLAYER_BASE_LAYER=$work/base.tar.gz WINLAYER_APP_LAYER=$work/app.tar.gz \
   $harness -test.v > $work/harness.log 2>&1 || { grep -v ' WARN ' $work/harness.log; die "go harness"; }
 grep -q -- '--- PASS: TestDiffService/cimfs' $work/harness.log && grep -q -- '--- PASS: TestDiffService/linux' $work/harness.log ||
   { cat $work/harness.log; die "go harness: a mode did not run"; }
 ok "go harness: Apply through core/diff/proxy (diffIDs, NotImplemented, DataLoss for short and corrupted blobs, snapshot left empty), Compare into containerd's content store (labels, archive/tar, re-Apply), linux view through core/mount"
 
-run_mode cimfs
-run_mode linux
+for version in "${containerd2_versions[@]}"; do
+  run_mode cimfs $version
+  run_mode linux $version
+done
 echo "differ suite: $passes checks passed"

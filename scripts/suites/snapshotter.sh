@@ -4,7 +4,8 @@
 #      (linux mode: every test 1.6.20 runs; windows and cimfs modes: the mount-free tests);
 #   2. a containerd daemon with one proxy_plugins entry per mode: the same suite through it,
 #      and `ctr snapshots` scenarios (prepare, view, commit, ls, info, label, usage, mounts,
-#      tree, rm, extraction keys, garbage collection then Cleanup, each mode's mount options);
+#      tree, rm, extraction keys, garbage collection then Cleanup, each mode's mount options,
+#      garbage collection over snapshots whose labels exceed one gRPC message);
 #   3. restarts: state survives a clean restart; a daemon killed with SIGKILL in the middle of
 #      commits and removes comes back consistent and Cleanup leaves no orphan.
 # Needs root (real mounts, containerd) on Linux; elsewhere it says so and skips.
@@ -17,7 +18,11 @@ if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 gosrc=/usr/share/gocode/src/github.com/containerd/containerd
-for tool in containerd ctr go mkntfs; do
+# Debian's Go (golang-go), named explicitly: containerd 1.6.20's sources build in GOPATH mode
+# with it, and `go` on PATH may be a newer one.
+debian_go=/usr/lib/go/bin/go
+[ -x $debian_go ] || { echo "snapshotter suite: Debian's Go ($debian_go) is missing (scripts/deps/apt-snapshotter.txt)"; exit 1; }
+for tool in containerd ctr mkntfs; do
   PATH=$PATH:/usr/sbin:/sbin command -v $tool >/dev/null ||
     { echo "snapshotter suite: $tool is missing (scripts/deps/apt-snapshotter.txt)"; exit 1; }
 done
@@ -28,50 +33,19 @@ started=$(date +%s)
 cargo build -q --locked -p winlayer
 winlayer=$repo/target/debug/winlayer
 
-# Short paths: unix socket paths are limited to 107 bytes and the suite nests its own.
-work=$(mktemp -d /tmp/wls.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  awk -v w="$work" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/snapshot-suites.sh
 
-echo "-- building containerd's conformance suite (Go $(go env GOVERSION), GOPATH mode)"
+echo "-- building containerd's conformance suite (Go $($debian_go env GOVERSION), GOPATH mode)"
 gopath=$repo/target/snapshotter-go
 mkdir -p $gopath/src
 ln -sfn $repo/crates/winlayer-snapshotter/conformance $gopath/src/conformance
 suite=$repo/target/snapshotter-conformance.test
 (cd $gopath/src/conformance &&
   GO111MODULE=off GOFLAGS= GOPATH=$gopath:/usr/share/gocode GOCACHE=${GOCACHE:-$repo/target/go-cache} \
-    go test -c -o $suite .)
+    $debian_go test -c -o $suite .)
 
-passes=0
-ok() { passes=$((passes + 1)); echo "  ok   $*"; }
-die() { echo "  FAIL $*" >&2; exit 1; }
 
-# run_suite LABEL EXPECTED_PASSES PATTERN [VAR=value...]: runs the tests matching PATTERN with
-# the environment given; fails unless every test run passes (1.6.20 always skips Rename) and
-# exactly EXPECTED_PASSES passed.
-run_suite() {
-  local label=$1 expected=$2 pattern=$3 log=$work/suite-$RANDOM.log
-  shift 3
-  mkdir -p $work/tmp
-  if ! env TMPDIR=$work/tmp "$@" $suite -test.v -test.run "$pattern" >$log 2>&1; then
-    grep -E -- '--- FAIL|\.go:[0-9]+:' $log | head -40 >&2
-    die "$label: conformance suite failed (above)"
-  fi
-  local passed skipped
-  passed=$(grep -cE -- '^ +--- PASS' $log || true)
-  skipped=$(grep -E -- '^ +--- SKIP' $log | sed -E 's/.*SKIP: [^/]+\/([^ ]+).*/\1/' | tr '\n' ' ' || true)
-  [ "$passed" = "$expected" ] || die "$label: $passed tests passed, expected $expected"
-  ok "$label: $passed passed, skipped: ${skipped:-none}"
-}
-mountfree='/^(Update|Remove|Walk|StatInWalk|CloseTwice)$'
-
-echo "-- conformance suite through containerd's snapshots proxy client (one winlayer serve per test)"
+echo "-- conformance suite through containerd's snapshots proxy client (one winlayer serve per test; 1.6.20 always skips Rename)"
 run_suite "linux mode, direct" 20 '^TestProxySnapshotter$' WINLAYER_BIN=$winlayer WINLAYER_MODE=linux
 for mode in windows cimfs; do
   run_suite "$mode mode, direct, mount-free tests" 5 "^TestProxySnapshotter$mountfree" \
@@ -99,6 +73,14 @@ stop() {
   fi
 }
 
+echo "-- a root other users can write is refused at start"
+mkdir -m 0777 $work/open-root
+if out=$($winlayer serve --mode linux --root $work/open-root --address $work/open.sock 2>&1); then
+  die "serve started on a root anyone can write"
+fi
+grep -q "writable by other users (mode 0777)" <<<"$out" && ok "refused with the reason: $out" || die "refusal without the reason: $out"
+[ -z "$(ls -A $work/open-root)" ] && ok "nothing was written into it" || die "serve wrote into the refused root"
+
 echo "-- List filters against containerd's own filter parser (the fuzz corpus, fuzz/corpus/snapshot_filter)"
 serve oracle-linux
 out=$(WINLAYER_SOCKET=$work/oracle-linux.sock WINLAYER_FILTER_CORPUS=$repo/fuzz/corpus/snapshot_filter \
@@ -109,29 +91,7 @@ stop oracle-linux TERM
 for mode in linux windows cimfs; do serve $mode; done
 
 mkdir -p $work/ctrd
-cat >$work/ctrd/config.toml <<CONFIG
-version = 2
-root = "$work/ctrd/root"
-state = "$work/ctrd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/ctrd/ctrd.sock"
-[ttrpc]
-  address = "$work/ctrd/ctrd.sock.ttrpc"
-[proxy_plugins]
-  [proxy_plugins.winlayer-linux]
-    type = "snapshot"
-    address = "$work/linux.sock"
-  [proxy_plugins.winlayer-windows]
-    type = "snapshot"
-    address = "$work/windows.sock"
-  [proxy_plugins.winlayer-cimfs]
-    type = "snapshot"
-    address = "$work/cimfs.sock"
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$work/ctrd/opt"
-CONFIG
+containerd_config 2 $work/ctrd $work io.containerd.grpc.v1.cri
 containerd --config $work/ctrd/config.toml >$work/ctrd/containerd.log 2>&1 &
 pids+=($!)
 ctrd=$work/ctrd/ctrd.sock
@@ -237,6 +197,19 @@ $S commit sha256:l3 "extract-1 sha256:l3"
 expect_eq "an extraction key reaches the plugin as containerd's backend key" \
   "$(plugin linux | grep -cE '"name":"default/[0-9]+/sha256:l3"')" "1"
 gc_then_cleanup linux ctr1 ro1 sha256:l3 layer2 base
+
+echo "-- large labels: containerd's garbage collector lists them (List replies bounded by size)"
+big_labels $S
+expect_eq "the plugin holds six snapshots of 900 labels each" \
+  "$(plugin linux | python3 -c 'import json,sys; print(sorted(len(json.loads(l)["labels"]) for l in sys.stdin if "/big-" in l))')" \
+  "[900, 900, 900, 900, 900, 900]"
+$S rm big-0 big-1 big-2 big-3 big-4 big-5
+collect_garbage ctr --address $ctrd
+expect_eq "after ctr snapshots rm and a forced garbage collection winlayer holds none of them" "$(count linux default/)" 0
+if grep -q 'garbage collection failed' $work/ctrd/containerd.log; then
+  die "containerd's garbage collection failed: $(grep 'garbage collection failed' $work/ctrd/containerd.log | head -1)"
+fi
+ok "containerd logged no failed garbage collection"
 
 echo "-- ctr snapshots scenarios, windows mode"
 S="ctr --address $ctrd snapshots --snapshotter winlayer-windows"

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::private;
 use crate::snapshot::{Kind, Mount, is_extraction_key};
 
 /// The on-disk layout and mount shapes served.
@@ -207,14 +208,13 @@ impl Layout {
                 Ok(())
             }
             Mode::Windows | Mode::Cimfs => {
-                set_mode(staging, 0o700)?;
                 if is_extraction_key(key) {
                     // The differ fills it.
                     return Ok(());
                 }
                 if parent_ids.is_empty() {
                     return match self.mode {
-                        Mode::Windows => mkdir(staging.join("Files"), 0o700),
+                        Mode::Windows => private::create_dir(&staging.join("Files")),
                         _ => Err(Error::invalid_argument(format!(
                             "cimfs mode: scratch snapshot {key:?} without any parent is not supported"
                         ))),

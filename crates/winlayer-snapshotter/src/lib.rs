@@ -6,6 +6,8 @@
 //! * [`Mode`]/[`layout`]: what differs between the `windows`, `cimfs` and `linux` modes — the
 //!   directories and the mount shapes only; [`scratch`]: container scratch disks;
 //! * [`service`]: the `containerd.services.snapshots.v1.Snapshots` gRPC service;
+//!   [`requests`]: oversized and undecodable requests answered with containerd's codes;
+//!   [`private`]: everything under the root owner-only;
 //! * [`diff`]: the `containerd.services.diff.v1.Diff` service (Apply, Diff) on the same socket,
 //!   reading and writing blobs through containerd's content service;
 //! * [`server`]: the daemon — configuration, owner-only socket or pipe, clean shutdown.
@@ -15,7 +17,9 @@ pub mod diff;
 pub mod error;
 pub mod filter;
 pub mod layout;
+pub mod private;
 pub mod proto;
+pub mod requests;
 pub mod scratch;
 pub mod server;
 pub mod service;

@@ -18,6 +18,7 @@ use vhdx::scratch::{BaseMaker, Mkntfs, copy, ensure_templates};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{Mode, ScratchProvider, ScratchRequest};
+use crate::private;
 
 /// Scratch disks made with the `vhdx` crate.
 pub struct VhdxScratch {
@@ -88,8 +89,11 @@ impl VhdxScratch {
     /// The cimfs template pair in `root`, (re)made when either is missing or broken.
     fn cimfs_templates(&self, root: &Path) -> Result<vhdx::scratch::Templates> {
         let _one_at_a_time = self.templates.lock().unwrap_or_else(|e| e.into_inner());
-        ensure_templates(root, &*self.formatter, &Ids::Random)
-            .map_err(|e| vhdx_error("making the scratch templates", e))
+        let templates = ensure_templates(root, &*self.formatter, &Ids::Random)
+            .map_err(|e| vhdx_error("making the scratch templates", e))?;
+        private::restrict(&templates.base)?;
+        private::restrict(&templates.diff)?;
+        Ok(templates)
     }
 }
 
@@ -111,10 +115,14 @@ impl ScratchProvider for VhdxScratch {
         if request.utility_vm {
             let uvm = base_layer_file(base, "UtilityVM/SystemTemplate.vhdx")?;
             let vm = request.dir.join("vm");
-            std::fs::create_dir(&vm).map_err(|e| Error::io("creating", &vm, e))?;
-            copy(&uvm, &vm.join("sandbox.vhdx"), None).map_err(|e| vhdx_error("making vm/sandbox.vhdx", e))?;
+            private::create_dir(&vm)?;
+            let disk = vm.join("sandbox.vhdx");
+            copy(&uvm, &disk, None).map_err(|e| vhdx_error("making vm/sandbox.vhdx", e))?;
+            private::restrict(&disk)?;
         }
         let size = (request.size_bytes > 0).then_some(request.size_bytes);
-        copy(&template, &request.dir.join("sandbox.vhdx"), size).map_err(|e| vhdx_error("making sandbox.vhdx", e))
+        let disk = request.dir.join("sandbox.vhdx");
+        copy(&template, &disk, size).map_err(|e| vhdx_error("making sandbox.vhdx", e))?;
+        private::restrict(&disk)
     }
 }

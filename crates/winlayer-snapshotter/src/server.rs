@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::diff::DiffService;
 use crate::error::{Error, Result};
+use crate::requests;
 use crate::service::SnapshotsService;
 use crate::snapshotter::Snapshotter;
 
@@ -39,6 +40,7 @@ pub async fn serve(
     let service = SnapshotsService::new(snapshotter.clone()).into_server();
     let router = tonic::transport::Server::builder()
         .layer(tower::layer::layer_fn(LogFailures))
+        .layer(requests::layer())
         .add_service(service)
         .add_service(differ.into_server());
     let incoming = transport::listen(address)?;

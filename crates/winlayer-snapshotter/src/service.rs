@@ -1,11 +1,13 @@
 //! The `containerd.services.snapshots.v1.Snapshots` gRPC service over a [`Snapshotter`].
 //!
 //! Every call runs on tokio's blocking pool (the store and the filesystem block), so any number
-//! of clients are served at once; List streams batches from one read transaction.
+//! of clients are served at once; List streams batches from one read transaction, each reply
+//! bounded by its encoded size.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
@@ -17,8 +19,15 @@ use crate::proto::types;
 use crate::snapshot::{Info, Kind, Mount, Time};
 use crate::snapshotter::Snapshotter;
 
-/// Infos per List message (containerd's own service sends 100).
-const LIST_BATCH: usize = 100;
+/// The largest request accepted: what containerd's proxy client sends at most (its
+/// `defaults.DefaultMaxSendMsgSize`). Larger ones are refused with ResourceExhausted
+/// ([`crate::requests`]).
+pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+
+/// The encoded size a List reply stays within, however many snapshots that holds: well under
+/// the 16 MiB containerd's proxy client receives and the 4 MiB other gRPC clients default to.
+/// A snapshot larger than that (labels up to [`MAX_REQUEST_BYTES`]) travels alone.
+pub const LIST_REPLY_BYTES: usize = 1 << 20;
 
 /// The gRPC service.
 #[derive(Clone)]
@@ -34,7 +43,7 @@ impl SnapshotsService {
 
     /// The tonic server for this service.
     pub fn into_server(self) -> snapshots_server::SnapshotsServer<Self> {
-        snapshots_server::SnapshotsServer::new(self)
+        snapshots_server::SnapshotsServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
     }
 
     async fn run<T: Send + 'static>(
@@ -87,6 +96,36 @@ pub fn info_to_proto(info: Info) -> pb::Info {
         created_at: Some(timestamp(info.created)),
         updated_at: Some(timestamp(info.updated)),
         labels: info.labels.into_iter().collect(),
+    }
+}
+
+/// Infos gathered into List replies of at most [`LIST_REPLY_BYTES`] encoded.
+#[derive(Default)]
+struct ReplyBatch {
+    infos: Vec<pb::Info>,
+    bytes: usize,
+}
+
+impl ReplyBatch {
+    /// Adds `info`; returns the reply to send first when `info` would not fit in it.
+    fn push(&mut self, info: pb::Info) -> Option<Vec<pb::Info>> {
+        // A repeated field's element: tag, length, message.
+        let len = info.encoded_len();
+        let bytes = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        let full = (!self.infos.is_empty() && self.bytes + bytes > LIST_REPLY_BYTES).then(|| self.take());
+        self.infos.push(info);
+        self.bytes += bytes;
+        full
+    }
+
+    /// The last reply, if anything is left.
+    fn finish(&mut self) -> Option<Vec<pb::Info>> {
+        (!self.infos.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Vec<pb::Info> {
+        self.bytes = 0;
+        std::mem::take(&mut self.infos)
     }
 }
 
@@ -178,20 +217,20 @@ impl snapshots_server::Snapshots for SnapshotsService {
         let (sender, receiver) = mpsc::channel(2);
         let snapshotter = self.snapshotter.clone();
         tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(LIST_BATCH);
+            let mut batch = ReplyBatch::default();
             let send = |batch: Vec<pb::Info>| {
                 sender
                     .blocking_send(Ok(pb::ListSnapshotsResponse { info: batch }))
                     .map_err(|_| Error::internal("list: the client went away"))
             };
-            let walked = snapshotter.walk(&filters, |info| {
-                batch.push(info_to_proto(info));
-                if batch.len() == LIST_BATCH {
-                    send(std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH)))?;
-                }
-                Ok(())
+            let walked = snapshotter.walk(&filters, |info| match batch.push(info_to_proto(info)) {
+                Some(full) => send(full),
+                None => Ok(()),
             });
-            let result = walked.and_then(|()| if batch.is_empty() { Ok(()) } else { send(batch) });
+            let result = walked.and_then(|()| match batch.finish() {
+                Some(last) => send(last),
+                None => Ok(()),
+            });
             if let Err(e) = result {
                 let _ = sender.blocking_send(Err(status(e)));
             }

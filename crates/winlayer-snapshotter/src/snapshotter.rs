@@ -21,6 +21,7 @@ use std::sync::RwLock;
 use crate::error::{Error, Result};
 use crate::filter::Filters;
 use crate::layout::{CIM_LAYERS, Layout, Mode, ScratchProvider};
+use crate::private;
 use crate::scratch::VhdxScratch;
 use crate::snapshot::{Info, Kind, Mount, Usage};
 use crate::store::Store;
@@ -89,10 +90,10 @@ impl Snapshotter {
     /// Opens the root with a provider of scratch disks for the Windows modes.
     pub fn with_scratch(root: &Path, mode: Mode, scratch: Box<dyn ScratchProvider>) -> Result<Snapshotter> {
         let root = std::path::absolute(root).map_err(|e| Error::io("resolving", root, e))?;
-        create_private_dir(&root)?;
+        private::prepare_root(&root)?;
         let layout = Layout::new(mode, &root);
         for dir in layout.fixed_dirs() {
-            create_private_dir(&dir)?;
+            private::create_dir_all(&dir)?;
         }
         let database = root.join(DATABASE);
         // redb starts afresh in an empty file; beside existing snapshots that would make every
@@ -104,6 +105,8 @@ impl Snapshotter {
                 database.display()
             )));
         }
+        // redb would create it as the umask says.
+        private::touch_file(&database)?;
         let store = Store::open(&database, mode.name())?;
         let snapshotter = Snapshotter { layout, store, scratch, dirs: RwLock::new(()) };
         snapshotter.recover()?;
@@ -176,7 +179,7 @@ impl Snapshotter {
             for leftover in [&staging, &dir] {
                 remove_path(leftover).map_err(|e| Error::io("removing leftover", leftover, e))?;
             }
-            fs::create_dir(&staging).map_err(|e| Error::io("creating", &staging, e))?;
+            private::create_dir(&staging)?;
             made = Some(staging.clone());
             self.layout.build(&staging, kind, key, &record.parent_ids, labels, &*self.scratch)?;
             fs::rename(&staging, &dir).map_err(|e| Error::io("renaming into place", &dir, e))?;
@@ -342,18 +345,4 @@ impl Snapshotter {
         cleaned.removed.sort();
         Ok(cleaned)
     }
-}
-
-#[cfg(unix)]
-fn create_private_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(Error::io("creating", path, e)),
-    }
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|e| Error::io("creating", path, e))
 }

@@ -96,9 +96,17 @@ impl TheMount {
 
 /// Where Apply writes, decided from the mount before any byte is read.
 enum Target {
-    Cim { layer_dir: PathBuf, cim: PathBuf, parents: Vec<winlayer_layers::Parent> },
+    Cim {
+        layer_dir: PathBuf,
+        cim: PathBuf,
+        parents: Vec<winlayer_layers::Parent>,
+    },
     #[cfg(unix)]
-    Dir { dir: PathBuf, lowers: Vec<PathBuf>, whiteouts: winlayer_layers::apply::Whiteouts },
+    Dir {
+        dir: PathBuf,
+        lowers: Vec<PathBuf>,
+        whiteouts: winlayer_layers::apply::Whiteouts,
+    },
 }
 
 impl Target {
