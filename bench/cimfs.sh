@@ -14,9 +14,7 @@ cd "$(dirname "$0")/.."
 for tool in python3 tar tar2sqfs /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench/cimfs.sh: $tool is missing (scripts/deps/apt-cimfs.txt)" >&2; exit 1; }
 done
-gen=""
-for d in .. ../.. ../../..; do [ -f "$d/shared/tools/gen-wcow-layer.py" ] && gen="$d/shared/tools/gen-wcow-layer.py" && break; done
-[ -n "$gen" ] || { echo "bench/cimfs.sh: shared/tools/gen-wcow-layer.py not found beside the repository" >&2; exit 1; }
+gen=$PWD/scripts/gen-layer.py
 cargo build --release --locked -q -p winlayer
 winlayer=$PWD/target/release/winlayer
 scale=${BENCH_SCALE:-1}

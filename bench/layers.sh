@@ -15,10 +15,7 @@ cd "$(dirname "$0")/.."
 for tool in python3 tar /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench/layers.sh: $tool is missing" >&2; exit 1; }
 done
-gen=""
-for d in .. ../.. ../../..; do [ -f "$d/shared/tools/gen-wcow-layer.py" ] && gen="$d/shared/tools/gen-wcow-layer.py" && break; done
-[ -n "$gen" ] || { echo "bench/layers.sh: shared/tools/gen-wcow-layer.py not found beside the repository" >&2; exit 1; }
-gen=$(realpath "$gen")
+gen=$PWD/scripts/gen-layer.py
 export TAR_OPTIONS=--warning=no-unknown-keyword
 cargo build --release --locked -q -p winlayer
 winlayer=$PWD/target/release/winlayer
@@ -37,18 +34,9 @@ ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]);
 row() { printf '  %-28s %7s s wall %7s s CPU %6s MiB peak\n' "$1" "$2" "$3" "$(( $4 / 1024 ))"; }
 scaled() { python3 -c "print(max($2, int($1 * $scale)))"; }
 
-# The generator's hives are random bytes: delete them so makebaselayer adds valid empty ones,
-# and replace the app layer's deltas with real differencing hives.
+# The generator writes valid config hives and differencing hives that change them.
 python3 "$gen" --profile base --files "$(scaled 20000 200)" --mib "$(scaled 400 2)" --seed 1 -o generated-base.tar
 python3 "$gen" --profile app --files "$(scaled 2000 50)" --mib "$(scaled 50 1)" --seed 2 -o app.tar
-tar --delete -f generated-base.tar Files/Windows/System32/config/{DEFAULT,SAM,SECURITY,SOFTWARE,SYSTEM}
-tar --delete -f app.tar Hives/{DefaultUser,Sam,Security,Software,System}_Delta
-mkdir -p deltas/Hives
-for h in System Software DefaultUser; do
-  printf '{"keys": [{"path": "\\\\Bench\\\\%s", "values": [{"name": "v", "type": "REG_DWORD", "data": 1}]}]}' "$h" > "$h.json"
-  "$winlayer" hive create --delta --from "$h.json" "deltas/Hives/${h}_Delta"
-done
-tar -rf app.tar -C deltas --owner=0 --group=0 Hives/System_Delta Hives/Software_Delta Hives/DefaultUser_Delta
 echo "== base layer: $(tar -tf generated-base.tar | wc -l) entries, $(( $(stat -c %s generated-base.tar) / 1048576 )) MiB tar"
 sync
 

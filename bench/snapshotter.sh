@@ -6,7 +6,11 @@
 # winlayer faster), and peak memory of `winlayer serve` and of containerd.
 #
 #   bench/snapshotter.sh [N] [CYCLES]      defaults: 10000 2000
+#   BENCH_CONTAINERD=v2.4.2 bench/snapshotter.sh ...   the same through containerd 2.x, built
+#                                          by scripts/containerd2.sh (needs Go >= 1.26.6)
 # Needs root (containerd) and scripts/deps/apt-snapshotter.txt. Results: bench/out/snapshotter.*
+# The client is containerd 1.6.20's either way (the snapshots API is the same on the wire): what
+# differs is the daemon, its metadata layer and its proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -20,6 +24,12 @@ for tool in containerd $debian_go /usr/bin/time; do
 done
 
 cargo build -q --release --locked -p winlayer
+# The daemon: Debian's 1.6.20 (config version 2), or a 2.x release (config version 3).
+containerd=containerd config_version=2 disabled='"io.containerd.grpc.v1.cri"'
+if [ -n "${BENCH_CONTAINERD:-}" ]; then
+  containerd=$(scripts/containerd2.sh "$BENCH_CONTAINERD")/containerd config_version=3
+  disabled+=', "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.nri.v1.nri"'
+fi
 gopath=$repo/target/snapshotter-go
 mkdir -p $gopath/src bench/out
 ln -sfn $repo/bench/snapshotter $gopath/src/snapshotbench
@@ -50,10 +60,10 @@ measured() {
 timers=()
 measured serve target/release/winlayer serve --mode linux --root $work/winlayer --address $work/winlayer.sock
 cat >$work/config.toml <<CONFIG
-version = 2
+version = $config_version
 root = "$work/ctrd/root"
 state = "$work/ctrd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [$disabled]
 [grpc]
   address = "$work/ctrd.sock"
 [ttrpc]
@@ -64,10 +74,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$work/ctrd/opt"
 CONFIG
-measured containerd containerd --config $work/config.toml
+measured containerd $containerd --config $work/config.toml
 for _ in $(seq 200); do [ -S $work/winlayer.sock ] && ctr --address $work/ctrd.sock version >/dev/null 2>&1 && break; sleep 0.05; done
 
-echo "bench: $cycles Prepare->Commit->Remove cycles, $n committed snapshots, Stat x $n, 5 Walks; through containerd $(containerd --version | awk '{print $3}')"
+echo "bench: $cycles Prepare->Commit->Remove cycles, $n committed snapshots, Stat x $n, 5 Walks; through containerd $($containerd --version | awk '{print $3}')"
 results=bench/out/snapshotter.jsonl
 : >$results
 for snapshotter in native winlayer; do

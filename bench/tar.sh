@@ -14,8 +14,8 @@ winlayer=$PWD/target/release/winlayer
 out=bench/out; mkdir -p "$out"
 layer=$out/base-$files-$mib.tar
 small=$out/base-$files-$((mib / 10)).tar
-[ -f "$layer" ] || python3 ../shared/tools/gen-wcow-layer.py --profile base --files "$files" --mib "$mib" -o "$layer"
-[ -f "$small" ] || python3 ../shared/tools/gen-wcow-layer.py --profile base --files "$files" --mib "$((mib / 10))" -o "$small"
+[ -f "$layer" ] || python3 scripts/gen-layer.py --profile base --files "$files" --mib "$mib" -o "$layer"
+[ -f "$small" ] || python3 scripts/gen-layer.py --profile base --files "$files" --mib "$((mib / 10))" -o "$small"
 rm -rf "$out/tree" && mkdir "$out/tree" && tar --warning=none -xf "$layer" -C "$out/tree"
 
 # Median wall seconds and median peak RSS (KiB) of RUNS runs of a command.

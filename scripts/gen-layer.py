@@ -285,6 +285,7 @@ def base_hives(rng, stamp):
                              ("CurrentMajorVersionNumber", REG_DWORD, struct.pack("<I", 10)),
                              ("EditionID", REG_SZ, sz("ServerDatacenter")), ("InstallationType", REG_SZ, sz("Server Core")),
                              ("InstallDate", REG_DWORD, struct.pack("<I", 1620000000)),
+                             ("InstallTime", REG_QWORD, struct.pack("<Q", 132650208000000000)),
                              ("ProductName", REG_SZ, sz("Windows Server 2022 Datacenter")),
                              ("UBR", REG_DWORD, struct.pack("<I", 2527))]:
         cv.set(name, kind, data)
@@ -293,6 +294,8 @@ def base_hives(rng, stamp):
     sw.key("Microsoft\\Windows\\CurrentVersion\\Run")
     sw.key("Microsoft\\Windows\\CurrentVersion\\Uninstall\\Legacy").set("DisplayName", REG_SZ, sz("Legacy component"))
     sw.key("Classes\\.txt").set("", REG_SZ, sz("txtfile")).set("Content Type", REG_SZ, sz("text/plain"))
+    update = sw.key("Policies\\Microsoft\\Windows\\WindowsUpdate").set("WUServer", REG_SZ, sz("http://wsus.example"))
+    update.key("AU").set("NoAutoUpdate", REG_DWORD, struct.pack("<I", 0))
     for _ in range(120):  # enough class IDs that the subkey index is a real sorted list
         guid = "{%08X-%04X-%04X-%04X-%012X}" % (rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(16),
                                                  rng.getrandbits(16), rng.getrandbits(48))
@@ -310,7 +313,7 @@ def base_hives(rng, stamp):
 
 def delta_hives(seed, stamp):
     """An app layer's differencing hives: new keys and values, a changed and a deleted value, a
-    deleted key and a superseded one in SOFTWARE; a new service in SYSTEM; an environment
+    deleted key, a key superseded alone and one superseded with its subtree in SOFTWARE; a new service in SYSTEM; an environment
     variable in DEFAULT; SAM and SECURITY unchanged (root only), as most layers leave them."""
     trees = {name: Key(root) for name, root in HIVE_ROOTS.items()}
     sw = trees["SOFTWARE"]
@@ -319,6 +322,8 @@ def delta_hives(seed, stamp):
     sw.key("Microsoft\\Windows NT\\CurrentVersion").set("UBR", REG_DWORD, struct.pack("<I", 2527 + seed)).delete_value("InstallDate")
     sw.key("Microsoft\\Windows\\CurrentVersion\\Uninstall\\Legacy", layer=TOMBSTONE)
     sw.key("Classes\\.txt", layer=SUPERSEDE_LOCAL).set("", REG_SZ, sz(f"app{seed}.txtfile"))
+    sw.key("Policies\\Microsoft\\Windows\\WindowsUpdate", layer=SUPERSEDE_TREE).set(
+        "DisableWindowsUpdateAccess", REG_DWORD, struct.pack("<I", 1))
     sy = trees["SYSTEM"]
     sy.key(f"ControlSet001\\Services\\AppSvc{seed}").set("Start", REG_DWORD, struct.pack("<I", 2)).set(
         "Type", REG_DWORD, struct.pack("<I", 0x10)).set("ImagePath", REG_EXPAND_SZ, sz(f"C:\\Program Files\\App{seed}\\svc.exe"))

@@ -8,7 +8,9 @@
 #      serving until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q -p winlayer
+# Cargo's own progress shows: the first build takes minutes.
+echo "== cargo build --release -p winlayer"
+cargo build --release --locked -p winlayer
 winlayer=$PWD/target/release/winlayer
 
 work=$(mktemp -d /tmp/winlayer-run.XXXXXX)

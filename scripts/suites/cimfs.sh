@@ -5,11 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build -q --locked -p winlayer
-winlayer=$PWD/target/debug/winlayer
+winlayer=${CARGO_TARGET_DIR:-$PWD/target}/debug/winlayer
 python=${WINLAYER_PYTHON:-python3}
-gen=""
-for d in .. ../.. ../../..; do [ -f "$d/shared/tools/gen-wcow-layer.py" ] && gen="$d/shared/tools/gen-wcow-layer.py" && break; done
-[ -n "$gen" ] || { echo "cimfs suite: shared/tools/gen-wcow-layer.py not found beside the repository" >&2; exit 1; }
+gen=$PWD/scripts/gen-layer.py
 work=$(mktemp -d)
 mnt=$work/mnt
 cleanup() { mountpoint -q "$mnt" 2>/dev/null && "$winlayer" cim umount "$mnt"; rm -rf "$work"; }
@@ -41,7 +39,8 @@ step "cim info, ls -R --json and stat agree on the tree"
 names=$("$winlayer" cim info --json "$work/cims/app.cim" | "$python" -c "import json,sys; i=json.load(sys.stdin); assert len(i['region_sets']) == 2; print(i['counts']['names'])")
 listed=$("$winlayer" cim ls -R --json "$work/cims/app.cim" | "$python" -c "import json,sys; print(len(json.load(sys.stdin)))")
 [ "$names" = "$listed" ] || { echo "info counts $names names, ls -R lists $listed" >&2; exit 1; }
-"$winlayer" cim stat "$work/cims/app.cim" 'files\USERS\all users' | grep -q 'junction'
+"$winlayer" cim stat "$work/cims/app.cim" 'files\USERS\all users' | grep -q '(symlink)'
+"$winlayer" cim stat "$work/cims/app.cim" 'files\DOCUMENTS AND SETTINGS' | grep -q '(junction)'
 
 step "cim extract, then a FUSE mount that reads exactly like the extraction"
 "$winlayer" cim extract "$work/cims/app.cim" "$work/x" 2>/dev/null
@@ -55,6 +54,20 @@ if [ -e /dev/fuse ] && [ "$(id -u)" = 0 ]; then
     { echo "hard links are not one inode each in the mount" >&2; exit 1; }
   "$winlayer" cim umount "$mnt"
   ! mountpoint -q "$mnt"
+
+  step "cim mount returns at once through a pipe, and its server holds none of the caller's descriptors"
+  # The caller's standard error is a pipe and it has a descriptor 3 of its own: the mount must
+  # not keep either (before, \`2>&1 | cat\` waited until the unmount).
+  timeout 20 bash -c '"$0" cim mount "$1" "$2" 2>&1 3>"$3" | cat' "$winlayer" "$work/cims/app.cim" "$mnt" "$work/fd3" ||
+    { echo "cim mount 2>&1 | cat did not return" >&2; exit 1; }
+  mountpoint -q "$mnt"
+  server=$(pgrep -f -x "$winlayer cim mount --detached $work/cims/app.cim $mnt" | head -n 1)
+  held=$(for fd in /proc/"$server"/fd/*; do readlink "$fd"; done | grep -v -e '^/dev/null$' -e '^/dev/fuse$' -e "^$work/cims/" || true)
+  [ -z "$held" ] || { echo "the mount's server holds the caller's descriptors: $held" >&2; exit 1; }
+  "$winlayer" cim umount "$mnt"
+  "$winlayer" cim mount "$work/cims/app.cim" "$work/nonexistent" 2>"$work/err" && exit 1
+  [ "$(wc -l <"$work/err")" = 1 ] && grep -q "nonexistent" "$work/err" ||
+    { echo "a failed mount should say why in one line:" >&2; cat "$work/err" >&2; exit 1; }
 else
   echo "   SKIPPED: the FUSE mount needs /dev/fuse and root on this machine"
 fi

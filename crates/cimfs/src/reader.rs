@@ -83,8 +83,15 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 /// Reads a fixed-size header from the start of a file.
 fn read_header<T: FromBytes>(file: &File, what: &Path) -> Result<T> {
     let mut buf = vec![0u8; size_of::<T>()];
-    read_exact_at(file, &mut buf, 0)
-        .map_err(|e| Error::io(format!("{}: reading the {}-byte header", what.display(), buf.len()), e))?;
+    read_exact_at(file, &mut buf, 0).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => Error::Invalid(format!(
+            "{}: {} bytes, shorter than the {}-byte header of a CIM file",
+            what.display(),
+            file.metadata().map_or(0, |m| m.len()),
+            buf.len()
+        )),
+        _ => Error::io(format!("{}: reading the {}-byte header", what.display(), buf.len()), e),
+    })?;
     Ok(T::read_from_bytes(&buf).expect("buffer has the header's size"))
 }
 

@@ -245,6 +245,12 @@ impl CimWriter {
     /// the same directory). Refuses to replace an existing image.
     pub fn create(target: &Path, parent: Option<&Path>) -> Result<CimWriter> {
         let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        if target.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{} is a directory; name the .cim file to create (its regions are written beside it)",
+                target.display()
+            )));
+        }
         if target.exists() {
             return Err(Error::Invalid(format!(
                 "{} exists; remove it (and regions no other image uses) first",
@@ -904,13 +910,10 @@ fn content_key(len: u64, digest: &[u8; 32]) -> (u64, [u8; 16]) {
     (len, half)
 }
 
-/// A temporary file in `dir`, readable by all once renamed into place (images are shared).
+/// A temporary file in `dir` (mode from the umask, removed on a signal, recognised by the next
+/// run after a kill: `winlayer_core::temp`).
 fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".winlayer-cim-");
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    builder.tempfile_in(dir).map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))
+    winlayer_core::temp::file_in(dir).map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))
 }
 
 /// Writes the `.cim` through a temporary file (synced when `durable`) renamed into place,

@@ -42,7 +42,7 @@ impl BaseBlock {
             return Err(not(format!("{} bytes, shorter than the 4096-byte base block", bytes.len())));
         }
         if &bytes[..4] != b"regf" {
-            return Err(not(format!("signature {:?}, not \"regf\"", String::from_utf8_lossy(&bytes[..4]))));
+            return Err(not(format!("signature {}, not \"regf\"", shown(&bytes[..4]))));
         }
         let (major, minor) = (le32(bytes, base::MAJOR), le32(bytes, base::MINOR));
         if major != 1 || !(3..=6).contains(&minor) {
@@ -133,6 +133,16 @@ impl Hive {
     }
 }
 
+/// A signature as it reads: quoted when it is printable ASCII, else its bytes in hex.
+fn shown(signature: &[u8]) -> String {
+    if signature.iter().all(|b| b.is_ascii_graphic()) {
+        format!("{:?}", String::from_utf8_lossy(signature))
+    } else {
+        let hex: Vec<String> = signature.iter().map(|b| format!("{b:02x}")).collect();
+        format!("bytes {}", hex.join(" "))
+    }
+}
+
 fn filetime(raw: u64) -> Option<FileTime> {
     i64::try_from(raw).ok().and_then(FileTime::from_ticks)
 }
@@ -195,7 +205,7 @@ impl<'a> Reader<'a> {
         while pos < bins.len() {
             let bad = |m: String| Error::Malformed(format!("hive bin at {pos:#x}: {m}"));
             if &bins[pos..pos + 4] != b"hbin" {
-                return Err(bad(format!("signature {:?}, not \"hbin\"", String::from_utf8_lossy(&bins[pos..pos + 4]))));
+                return Err(bad(format!("signature {}, not \"hbin\"", shown(&bins[pos..pos + 4]))));
             }
             let (offset, size) = (le32(bins, pos + 4) as usize, le32(bins, pos + 8) as usize);
             if offset != pos {

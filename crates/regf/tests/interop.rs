@@ -92,7 +92,7 @@ fn output_is_deterministic_and_compact() {
 /// but for two fields Windows leaves unspecified.
 #[test]
 fn windows_made_empty_hive() {
-    let original = std::fs::read(shared_testdata("windows-empty-hive.dat")).unwrap();
+    let original = std::fs::read(testdata("windows-empty-hive.dat")).unwrap();
     let hive = Hive::parse(&original).unwrap();
     assert_eq!(hive.root.name, "TempEmpty_DEFAULT");
     assert_eq!(hive.minor_version, 3);
@@ -102,7 +102,7 @@ fn windows_made_empty_hive() {
         .to_sddl();
     assert!(sddl.starts_with("O:BAG:S-1-5-21-"), "{sddl}");
     for reader in READERS {
-        let seen = &read_with(reader, &[&shared_testdata("windows-empty-hive.dat")])[0];
+        let seen = &read_with(reader, &[&testdata("windows-empty-hive.dat")])[0];
         assert_same(reader, "the Windows-made hive", seen, &expected(&hive));
     }
 
@@ -151,7 +151,7 @@ h.commit(sys.argv[2])
     let python = std::env::var("WINLAYER_SYSTEM_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
     let status = std::process::Command::new(&python)
         .args(["-c", script])
-        .arg(shared_testdata("windows-empty-hive.dat"))
+        .arg(testdata("windows-empty-hive.dat"))
         .arg(&out)
         .status()
         .expect("python3 runs");

@@ -165,7 +165,7 @@ fn security_and_class_follow_the_upper_layer() {
 
 #[test]
 fn windows_made_hive_as_base() {
-    let base = std::fs::read(shared_testdata("windows-empty-hive.dat")).unwrap();
+    let base = std::fs::read(testdata("windows-empty-hive.dat")).unwrap();
     let mut delta = Hive::empty_delta("D");
     delta.root.create("Software\\Vendor").set_value(Value::string("Installed", "yes"));
     let merged = Hive::parse(&merge_bytes(&base, &delta.to_bytes().unwrap()).unwrap()).unwrap();

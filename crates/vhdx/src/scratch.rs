@@ -2,7 +2,7 @@
 //!
 //! containerd's CimFS snapshotter keeps one formatted base disk and one differencing disk over
 //! it in its root, and copies the small differencing disk for each container's scratch
-//! (`../shared/docs/wcow-layer-format.md` §5.4). [`ensure_templates`] makes that pair here:
+//! (containerd `plugins/snapshots/windows/cimfs.go`). [`ensure_templates`] makes that pair here:
 //! `blank-base.vhdx`, a 10 GiB dynamic disk with 1 MiB blocks holding a GPT with a Microsoft
 //! reserved partition and an NTFS basic data partition (the layout hcsshim expects of scratch
 //! disks Windows formats), and `blank.vhdx` over it. [`copy`] makes a container's scratch from
@@ -195,9 +195,7 @@ pub fn create_base(path: &Path, formatter: &dyn Formatter, ids: &Ids) -> Result<
     ];
     write_gpt(&mut disk, &partitions, ids.guid("gpt-disk", 0))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let image = tempfile::Builder::new()
-        .prefix(".ntfs-")
-        .tempfile_in(dir)
+    let image = winlayer_core::temp::file_in(dir)
         .map_err(|e| Error::io(format!("creating a partition image in {}", dir.display()), e))?;
     image.as_file().set_len(data_length).map_err(|e| Error::io("sizing the partition image", e))?;
     formatter.format(image.path(), data_start, SECTOR)?;
@@ -287,10 +285,7 @@ pub fn ensure_templates(dir: &Path, maker: &dyn BaseMaker, ids: &Ids) -> Result<
 /// Runs `make` on a temporary path beside `dest` and renames the result into place.
 fn write_atomically(dest: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = tempfile::Builder::new()
-        .prefix(".winlayer-")
-        .suffix(".vhdx")
-        .tempfile_in(dir)
+    let temp = winlayer_core::temp::file_in(dir)
         .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
     make(temp.path())?;
     temp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", dest.display()), e))?;

@@ -68,7 +68,12 @@ fn number(bytes: &[u8], what: &str) -> Result<i64, String> {
     let mut value: i64 = 0;
     for &b in digits {
         if !(b'0'..=b'7').contains(&b) {
-            return Err(format!("{what} field {:?} is not octal", String::from_utf8_lossy(bytes)));
+            let shown = if bytes.iter().all(|b| b.is_ascii_graphic() || matches!(b, b' ' | 0)) {
+                format!("{:?}", String::from_utf8_lossy(bytes).trim_end_matches('\0'))
+            } else {
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+            };
+            return Err(format!("{what} field ({shown}) is not octal"));
         }
         value = value
             .checked_mul(8)

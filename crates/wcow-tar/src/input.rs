@@ -52,6 +52,7 @@ pub struct Input {
     kind: Kind,
     pos: u64,
     compression: Compression,
+    name: Option<String>,
 }
 
 enum Kind {
@@ -183,13 +184,14 @@ impl Read for ReadAhead {
 impl Input {
     /// Opens a file, or standard input for `-`, detecting compression.
     pub fn open(path: &Path) -> io::Result<Input> {
+        let name = Some(if path.as_os_str() == "-" { "standard input".into() } else { path.display().to_string() });
         if path.as_os_str() == "-" {
-            return Input::from_reader(io::stdin());
+            return Ok(Input { name, ..Input::from_reader(io::stdin())? });
         }
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
-            return Input::from_reader(file);
+            return Ok(Input { name, ..Input::from_reader(file)? });
         }
         let mut magic = [0u8; 4];
         let n = read_full(&mut file, &mut magic)?;
@@ -200,6 +202,7 @@ impl Input {
                 kind: Kind::Stream(decompressor(compression, BufReader::with_capacity(1 << 16, file))?),
                 pos: 0,
                 compression,
+                name,
             });
         }
         let shared = Arc::new(file.try_clone()?);
@@ -207,19 +210,26 @@ impl Input {
             kind: Kind::File { reader: BufReader::with_capacity(HEADER_BUFFER, file), shared, len: meta.len() },
             pos: 0,
             compression,
+            name,
         })
     }
 
     /// Wraps any reader, detecting compression from its first bytes.
     pub fn from_reader(reader: impl Read + Send + 'static) -> io::Result<Input> {
         let (compression, stream) = decompress(reader)?;
-        Ok(Input { kind: Kind::Stream(stream), pos: 0, compression })
+        Ok(Input { kind: Kind::Stream(stream), pos: 0, compression, name: None })
     }
 
     /// Wraps a reader of an uncompressed tar (for a caller that decompressed it with
     /// [`decompress`], to see the uncompressed bytes on their way).
     pub fn from_plain_reader(reader: impl Read + Send + 'static) -> Input {
-        Input { kind: Kind::Stream(Box::new(reader)), pos: 0, compression: Compression::None }
+        Input { kind: Kind::Stream(Box::new(reader)), pos: 0, compression: Compression::None, name: None }
+    }
+
+    /// What the input is called in messages: the path it was opened from ("standard input"
+    /// for `-`); `None` for a reader.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The compression detected.

@@ -6,6 +6,7 @@
 //! canonical form: the same input always gives the same bytes.
 
 pub mod header;
+pub mod importer;
 pub mod input;
 pub mod reader;
 pub mod writer;

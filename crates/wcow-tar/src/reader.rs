@@ -87,6 +87,10 @@ pub struct LayerReader {
     /// Checked descriptors by their base64 text: layers reuse a handful of descriptors, so each
     /// is decoded and checked once and shared.
     descriptors: HashMap<Vec<u8>, Arc<[u8]>>,
+    /// Told the uncompressed position after each entry (for progress bars).
+    progress: Option<Box<dyn FnMut(u64) + Send>>,
+    /// Tar headers that parsed.
+    headers: u64,
 }
 
 impl LayerReader {
@@ -98,6 +102,8 @@ impl LayerReader {
             problems: Vec::new(),
             tally: Tally::default(),
             entries: 0,
+            progress: None,
+            headers: 0,
             descriptors: HashMap::new(),
         }
     }
@@ -127,14 +133,34 @@ impl LayerReader {
         self.input.position()
     }
 
+    /// Whether any tar header parsed: when reading fails before one did, the input is not a
+    /// tar at all.
+    pub fn saw_tar(&self) -> bool {
+        self.headers > 0
+    }
+
+    /// Calls `report` with [`position`](Self::position) after each entry.
+    pub fn on_progress(&mut self, report: impl FnMut(u64) + Send + 'static) {
+        self.progress = Some(Box::new(report));
+    }
+
+    /// `NAME: ` of the input, for messages (empty for an unnamed reader).
+    fn file(&self) -> String {
+        self.input.name().map_or_else(String::new, |n| format!("{n}: "))
+    }
+
     fn framing(&self, offset: u64, message: impl std::fmt::Display) -> Error {
-        Error::Invalid(format!("tar framing at byte {offset}: {message}"))
+        Error::Invalid(format!("{}tar framing at byte {offset}: {message}", self.file()))
+    }
+
+    fn io(&self, what: String, e: std::io::Error) -> Error {
+        Error::io(format!("{}{what}", self.file()), e)
     }
 
     /// Records a problem; in strict mode an error ends reading.
     fn problem(&mut self, p: Problem) -> Result<()> {
         if self.mode == Mode::Strict && p.severity == winlayer_core::Severity::Error {
-            return Err(Error::Invalid(p.to_string()));
+            return Err(Error::Invalid(format!("{}{}", self.file(), p.text())));
         }
         self.problems.push(p);
         Ok(())
@@ -142,7 +168,7 @@ impl LayerReader {
 
     fn read_block(&mut self, block: &mut [u8; BLOCK]) -> Result<bool> {
         let at = self.input.position();
-        let n = self.input.read_full(block).map_err(|e| Error::io(format!("reading the tar at byte {at}"), e))?;
+        let n = self.input.read_full(block).map_err(|e| self.io(format!("reading the tar at byte {at}"), e))?;
         match n {
             0 if at == 0 => Err(self.framing(at, "the input is empty")),
             0 => Err(self.framing(at, "the archive ends without its end-of-archive blocks (truncated?)")),
@@ -158,7 +184,7 @@ impl LayerReader {
         let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
         let mut buf = vec![0u8; padded as usize];
         let n =
-            self.input.read_full(&mut buf).map_err(|e| Error::io(format!("reading the {what} at byte {offset}"), e))?;
+            self.input.read_full(&mut buf).map_err(|e| self.io(format!("reading the {what} at byte {offset}"), e))?;
         if n < buf.len() {
             return Err(self.framing(offset, format!("the archive is truncated inside a {what}")));
         }
@@ -182,6 +208,7 @@ impl LayerReader {
                 return Ok(None);
             }
             let header = Header::parse(&block).map_err(|e| self.framing(offset, e))?;
+            self.headers += 1;
             match header.typeflag {
                 b'x' => {
                     let blob = self.read_small(header.size, MAX_PAX_HEADER, "PAX extended header", offset)?;
@@ -261,16 +288,22 @@ impl LayerReader {
                 consumed = len - limited.limit();
             }
             let rest = padded - consumed;
-            let skipped = self
-                .input
-                .skip(rest)
-                .map_err(|e| Error::io(format!("reading entry data at byte {}", raw.offset), e))?;
+            let skipped =
+                self.input.skip(rest).map_err(|e| self.io(format!("reading entry data at byte {}", raw.offset), e))?;
             if skipped != rest {
                 return Err(self.framing(
                     raw.offset,
                     format!("the archive is truncated inside the data of {}", String::from_utf8_lossy(&raw.name)),
                 ));
             }
+            if let Some(report) = self.progress.as_mut() {
+                report(self.input.position());
+            }
+        }
+        // What follows the end-of-archive block is padding: the whole input is read.
+        let end = self.input.position() + self.input.remaining().unwrap_or(0);
+        if let Some(report) = self.progress.as_mut() {
+            report(end);
         }
         self.summarize();
         Ok(())
@@ -285,7 +318,9 @@ impl LayerReader {
             ),
             (
                 t.trailing_slash,
-                "entries end in '/'; hcsshim compares some names literally (UtilityVM/Files/ is not recognised)",
+                "entries end in '/'; hcsshim compares some names literally (UtilityVM/Files/ is not recognised), \
+                 and go-winio's importer does not attach a `dir:stream` entry to a directory written as `dir/` \
+                 (it imports the stream as a separate file)",
             ),
             (t.dot_slash, "entries start with './'; hcsshim compares some names literally"),
             (t.stream_suffix, "stream entries end in ':$DATA', which go-winio's importer does not expect"),
@@ -324,7 +359,11 @@ impl LayerReader {
         let join = |leaf: &str| {
             if dir.is_empty() { leaf.to_string() } else { format!("{dir}/{leaf}") }
         };
-        let parse = |p: &str| LayerPath::parse(p).map_err(|e| Problem::error(name.to_string(), e.to_string()));
+        // The entry's own name is said once, as the problem's path.
+        let parse = |p: &str| {
+            LayerPath::parse(p)
+                .map_err(|e| Problem::error(name.to_string(), if e.path == name { e.rule } else { e.to_string() }))
+        };
 
         if let Some(deleted) = base.strip_prefix(".wh.") {
             return Ok(Some(if deleted == ".wh..opq" {
@@ -503,7 +542,10 @@ impl LayerReader {
         }
         meta.eas.sort();
         for p in dropped {
-            self.problem(p).map_err(|e| Problem::error(name.clone(), e.to_string()))?;
+            if self.mode == Mode::Strict && p.severity == winlayer_core::Severity::Error {
+                return Err(p);
+            }
+            self.problems.push(p);
         }
         Ok(meta)
     }

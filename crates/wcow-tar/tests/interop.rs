@@ -209,14 +209,14 @@ fn gnu_tar_lists_and_extracts_winlayer_layers() {
 #[test]
 fn winlayer_reads_python_written_layers() {
     let dir = tempfile::tempdir().unwrap();
-    let generator = here("../../../shared/tools/gen-wcow-layer.py");
+    let generator = here("../../scripts/gen-layer.py");
     for (profile, files) in [("small", "300"), ("app", "400"), ("base", "300")] {
         let tar = dir.path().join(format!("{profile}.tar"));
         run(
             python().arg(&generator).args(["--profile", profile, "--files", files, "--mib", "2", "-o"]).arg(&tar),
-            "gen-wcow-layer.py",
+            "scripts/gen-layer.py",
         );
-        agree(&read_file(&tar), &dump_python(&tar), &format!("gen-wcow-layer {profile}"));
+        agree(&read_file(&tar), &dump_python(&tar), &format!("gen-layer.py {profile}"));
     }
 }
 

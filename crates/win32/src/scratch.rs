@@ -3,7 +3,7 @@
 //! write itself (the VHDX container is native; the NTFS inside is Windows' job).
 //!
 //! [`ScratchFormatter::create_template`] makes containerd's cimfs-snapshotter template
-//! (docs/wcow-layer-format.md §5.4): `blank-base.vhdx`, formatted, and `blank.vhdx`, a
+//! (containerd `plugins/snapshots/windows/cimfs.go`): `blank-base.vhdx`, formatted, and `blank.vhdx`, a
 //! differencing child of it that each container copies. Granting the VM group access to
 //! both (go-winio's GrantVmGroupAccess) is not done here.
 

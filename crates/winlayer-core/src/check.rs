@@ -51,21 +51,25 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// What is wrong where, without the severity: `PATH: MESSAGE (entry at byte N)`.
+    pub fn text(&self) -> String {
+        let mut text = self.path.as_ref().map_or_else(String::new, |path| format!("{path}: "));
+        text.push_str(&self.message);
+        if let Some(offset) = self.offset {
+            text.push_str(&format!(" (entry at byte {offset})"));
+        }
+        text
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let severity = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{severity}: ")?;
-        if let Some(path) = &self.path {
-            write!(f, "{path}: ")?;
-        }
-        f.write_str(&self.message)?;
-        if let Some(offset) = self.offset {
-            write!(f, " (entry at byte {offset})")?;
-        }
-        Ok(())
+        write!(f, "{severity}: {}", self.text())
     }
 }
 

@@ -51,7 +51,7 @@ pub enum EntryKind {
     /// `path` is deleted from the layers below.
     Whiteout,
     /// Everything below the directory `path` in the layers below is hidden (`.wh..wh..opq`).
-    /// Windows' own importers ignore it; see the project's tar dialect notes.
+    /// Windows' own importers ignore it (docs/tar-dialect.md).
     Opaque,
 }
 

@@ -16,6 +16,9 @@ pub const GENERATED_ROOT_FILES: [&str; 1] = ["layout"];
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct LayerPath(String);
 
+/// How the rule for a path outside every layer root ends: what a plain (non-layer) tar breaks.
+pub const NOT_A_LAYER_ROOT: &str = "is not Files, Hives or UtilityVM";
+
 /// Why a path cannot be part of a Windows layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("path {path:?}: {rule}")]
@@ -135,7 +138,7 @@ impl LayerPath {
                 .find(|t| t.eq_ignore_ascii_case(top))
                 .map(|t| format!(" (spelled exactly '{t}')"))
                 .unwrap_or_default();
-            return Err(fail(format!("top-level name {top:?} is not Files, Hives or UtilityVM{hint}")));
+            return Err(fail(format!("top-level name {top:?} {NOT_A_LAYER_ROOT}{hint}")));
         }
         if top == "UtilityVM"
             && let Some(second) = parts.next()

@@ -29,6 +29,8 @@ pub struct BaseReport {
     pub utility_vm: bool,
     /// Other changes worth knowing (an empty `Hives/` left out, …).
     pub notes: Vec<String>,
+    /// What was dropped that the source meant (whiteouts of an application layer), one line.
+    pub warnings: Vec<String>,
 }
 
 /// The bytes of a valid empty hive (a root key only), as `ORCreateHive` + `ORSaveHive` give
@@ -112,7 +114,7 @@ fn has_utility_vm(dir: &Path) -> Result<bool> {
 pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
     let dir = path.parent().expect("a file in a directory");
-    let mut temp = tempfile::Builder::new().prefix(".winlayer-").tempfile_in(dir).map_err(|e| io("creating", e))?;
+    let mut temp = winlayer_core::temp::file_in(dir).map_err(|e| io("creating", e))?;
     temp.write_all(bytes).map_err(|e| io("writing", e))?;
     temp.as_file().sync_all().map_err(|e| io("syncing", e))?;
     temp.persist_noclobber(path).map_err(|e| io("creating", e.error))?;
@@ -135,8 +137,8 @@ enum Needed {
 /// Turns an entry stream into a base layer (a [`LayerSink`]; then [`BaseLayerBuilder::finish`]):
 /// adds the config directories and empty hives a base layer lacks, with the default
 /// security descriptors and one time for all (`SOURCE_DATE_EPOCH` when given, else the newest
-/// time in the layer), and refuses what a base layer cannot hold: whiteouts (there is nothing
-/// below a base layer), anything in `Hives/` (importers generate it; an empty `Hives/` is left
+/// time in the layer), drops whiteouts (there is nothing below a base layer to delete; one
+/// warning counts them), and refuses what a base layer cannot hold: anything in `Hives/` (importers generate it; an empty `Hives/` is left
 /// out), a utility VM without its BCD, and registry hives, BCDs or boot managers that are not
 /// plain files (hcsshim's CIM importer keeps them outside the image and refuses links and
 /// streams there). Data flows into a [`Collector`]; only metadata is kept.
@@ -149,6 +151,8 @@ pub struct BaseLayerBuilder {
     seen: HashMap<Needed, (LayerPath, &'static str)>,
     newest: Option<FileTime>,
     hives_dir: bool,
+    /// Whiteouts dropped, and the first one's path.
+    whiteouts: (u64, Option<LayerPath>),
     problems: Vec<Problem>,
 }
 
@@ -174,6 +178,7 @@ impl BaseLayerBuilder {
             seen: HashMap::new(),
             newest: None,
             hives_dir: false,
+            whiteouts: (0, None),
             problems: Vec::new(),
         }
     }
@@ -247,6 +252,12 @@ impl BaseLayerBuilder {
         if !self.problems.is_empty() {
             return Err(Error::Problems(self.problems));
         }
+        if let (count, Some(first)) = &self.whiteouts {
+            let more = if *count > 1 { format!(" and {} more", count - 1) } else { String::new() };
+            report
+                .warnings
+                .push(format!("dropped the whiteout {first}{more}: a base layer has nothing below it to delete"));
+        }
         let sorted = self.collector.finish()?;
         let linked: Vec<Problem> = sorted
             .entries()
@@ -284,7 +295,8 @@ impl LayerSink for BaseLayerBuilder {
         let problem = |message: String| Problem::error(path.to_string(), message);
         match &entry.kind {
             EntryKind::Whiteout | EntryKind::Opaque => {
-                self.problems.push(problem("a whiteout, but a base layer has nothing below it to delete".into()));
+                self.whiteouts.0 += 1;
+                self.whiteouts.1.get_or_insert_with(|| path.clone());
                 return Ok(());
             }
             _ if path.as_str() == "Hives" && entry.kind == EntryKind::Directory => {

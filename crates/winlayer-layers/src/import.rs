@@ -99,10 +99,7 @@ impl CimLayerImport {
         check_parents(parents)?;
         let writer = CimWriter::create(cim, parents.first().map(|p| p.cim.as_path()))?;
         let beside = layer_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = layer_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.winlayer-"))
-            .tempdir_in(beside)
+        let temp = winlayer_core::temp::dir_in(beside)
             .map_err(|e| Error::io(format!("creating a temporary directory in {}", beside.display()), e))?;
         Ok(CimLayerImport {
             writer,

@@ -189,13 +189,30 @@ fn base_layer_tars_keep_hives_and_drop_an_empty_hives_directory() {
 }
 
 #[test]
+fn an_application_layers_whiteouts_are_dropped_with_one_warning() {
+    let mut l = Layer::default();
+    l.dir("Files").dir("Files/app").whiteout("Files/app/old").whiteout("Files/gone").file("Files/app/new", b"n");
+    let (tar, report) = build(&l).unwrap();
+    assert_eq!(
+        report.warnings,
+        ["dropped the whiteout Files/app/old and 1 more: a base layer has nothing below it to delete"]
+    );
+    let entries = Layer::from_tar_bytes(&tar).entries;
+    assert!(entries.iter().all(|(e, _)| !matches!(e.kind, EntryKind::Whiteout | EntryKind::Opaque)));
+    assert!(entries.iter().any(|(e, _)| e.path.as_str() == "Files/app/new"));
+    let mut one = Layer::default();
+    one.dir("Files").dir("Files/app").whiteout("Files/app/old");
+    let (_, report) = build(&one).unwrap();
+    assert_eq!(report.warnings, ["dropped the whiteout Files/app/old: a base layer has nothing below it to delete"]);
+}
+
+#[test]
 fn what_a_base_layer_cannot_hold_is_refused_with_every_reason() {
     let mut l = Layer::default();
-    l.dir("Files").dir("Files/app").whiteout("Files/app/old").dir("Hives").file("Hives/System_Delta", b"d");
+    l.dir("Files").dir("Files/app").dir("Hives").file("Hives/System_Delta", b"d");
     l.dir("UtilityVM").dir("UtilityVM/Files");
     let found = problems(&l);
     for needle in [
-        "Files/app/old: a whiteout, but a base layer has nothing below it",
         "Hives/System_Delta: a base layer carries nothing in Hives/",
         "UtilityVM/Files: a utility VM needs EFI/Microsoft/Boot/BCD",
     ] {

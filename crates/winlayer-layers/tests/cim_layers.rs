@@ -1,7 +1,7 @@
 //! The proof of CIM container layers: a base layer made from a plain Linux directory, imported
 //! as a CIM container layer, and two non-base layers with differencing hives on top. The layer
-//! directories and CIMs hold exactly the files hcsshim's importer writes (§22 of the CimFS
-//! notes), every hive — the merged `_BASE` ones included — reads in five independent readers
+//! directories and CIMs hold exactly the files hcsshim's importer writes (hcsshim
+//! `internal/wclayer/cim`, docs/layers.md), every hive — the merged `_BASE` ones included — reads in five independent readers
 //! (hivex, regipy, python-registry, dissect.regf, libregf), and export gives back each layer's
 //! canonical tar, whiteouts and cross-layer hard links included.
 // Unix files (symlinks, inodes) build the trees; the Windows cross build leaves these out.
@@ -243,9 +243,8 @@ fn imports_are_deterministic() {
 
 #[test]
 fn the_base_layer_of_a_generated_image_round_trips() {
-    // The shared generator's base profile: 400 files with streams, links, junctions and a
-    // utility VM (its random "hives" are bytes starting with regf: a base import does not
-    // read them, as hcsshim's does not).
+    // The generator's base profile: 400 files with streams, links, junctions, valid config
+    // hives and a utility VM.
     let t = tempfile::tempdir().unwrap();
     let tar = cims::gen_layer(&t.path().join("base.tar"), &["--profile", "base", "--files", "400", "--mib", "2"]);
     let tar = fs::read(tar).unwrap();
@@ -253,6 +252,10 @@ fn the_base_layer_of_a_generated_image_round_trips() {
     let (dir, cim) = (t.path().join("layer"), t.path().join("cims/base.cim"));
     let summary = import(&tar, &dir, &cim, &[]).unwrap();
     let uvm: Vec<_> = summary.host_files.iter().filter(|f| f.starts_with("UtilityVM")).collect();
-    assert_eq!(uvm, ["UtilityVM/Files/EFI/Microsoft/Boot/BCD"], "the utility VM's BCD is a std file");
+    assert_eq!(
+        uvm,
+        ["UtilityVM/Files/EFI/Microsoft/Boot/BCD", "UtilityVM/Files/EFI/Microsoft/Boot/bootmgfw.efi"],
+        "the utility VM's BCD and boot manager are host files"
+    );
     cims::assert_same_tar(&canonical(&tar), &export(&dir, &cim).unwrap());
 }

@@ -1,4 +1,4 @@
-//! containerd's snapshot semantics (docs/containerd-snapshotter.md §1.2, §1.4), error class by
+//! containerd's snapshot semantics (docs/snapshotter.md), error class by
 //! error class, and recovery from a crash at each point of the directory work.
 
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use winlayer_core::dir::DirOptions;
 use winlayer_core::{Collector, Error, LayerSource, Result};
 
+use crate::io::check_output;
 use crate::io::print;
 use crate::tar::{CompressionArgs, read_layer, source_date_epoch, write_sorted};
 
@@ -135,6 +136,10 @@ pub enum CimCommand {
         /// Serve in the foreground until unmounted.
         #[arg(long)]
         foreground: bool,
+        /// The background server `cim mount` starts: once mounted it lets go of its standard
+        /// error, the caller's only descriptor it had.
+        #[arg(long, hide = true, conflicts_with = "foreground")]
+        detached: bool,
     },
     /// Unmount a `cim mount`.
     Umount {
@@ -165,6 +170,8 @@ fn windows_writer() -> Result<win32::cimfs::CimFs> {
 pub fn run(command: CimCommand) -> Result<ExitCode> {
     match command {
         CimCommand::Create { from, parent, base, owner, json, no_sync, writer, out } => {
+            not_stdio(&out)?;
+            parent.as_deref().map_or(Ok(()), not_stdio)?;
             let windows = match writer {
                 Writer::Native => None,
                 Writer::Windows => Some(windows_writer()?),
@@ -200,7 +207,13 @@ pub fn run(command: CimCommand) -> Result<ExitCode> {
                     )?;
                 }
                 for (i, r) in info.regions.iter().enumerate() {
-                    writeln!(out, "  region {i}: {} ({:?}, {} bytes)", r.file, r.kind, r.bytes)?;
+                    let kind = match r.kind {
+                        Some(cimfs::format::RegionType::Metadata) => "metadata",
+                        Some(cimfs::format::RegionType::Data) => "data",
+                        Some(cimfs::format::RegionType::SmallData) => "small data",
+                        None => "unknown type",
+                    };
+                    writeln!(out, "  region {i}: {} ({kind}, {} bytes)", r.file, r.bytes)?;
                 }
                 let c = &info.counts;
                 writeln!(
@@ -231,13 +244,18 @@ pub fn run(command: CimCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CimCommand::Export { cim, output, compression } => {
+            check_output(&output)?;
             let cim = open(&cim)?;
             let mut collector = Collector::new();
             CimSource::new(&cim).send_to(&mut collector)?;
             write_sorted(collector, &output, compression.get())
         }
         #[cfg(target_os = "linux")]
-        CimCommand::Mount { cim, mountpoint, foreground } => mounting::mount(&cim, &mountpoint, foreground),
+        CimCommand::Mount { cim, mountpoint, foreground: true, .. } => mounting::foreground(&cim, &mountpoint),
+        #[cfg(target_os = "linux")]
+        CimCommand::Mount { cim, mountpoint, detached: true, .. } => mounting::detached(&cim, &mountpoint),
+        #[cfg(target_os = "linux")]
+        CimCommand::Mount { cim, mountpoint, .. } => mounting::mount(&cim, &mountpoint),
         #[cfg(target_os = "linux")]
         CimCommand::Umount { mountpoint } => mounting::umount(&mountpoint),
         #[cfg(not(target_os = "linux"))]
@@ -247,7 +265,18 @@ pub fn run(command: CimCommand) -> Result<ExitCode> {
     }
 }
 
+/// Why a CIM is never `-`: its region files are found beside it by name.
+fn not_stdio(path: &Path) -> Result<()> {
+    if path.as_os_str() == "-" {
+        return Err(Error::Invalid(
+            "a CIM cannot be standard input or output: its region files sit beside the .cim and are found by name; give its path".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn open(path: &Path) -> Result<Cim> {
+    not_stdio(path)?;
     Cim::open(path)
 }
 
@@ -416,35 +445,86 @@ mod mounting {
         }
     }
 
-    pub fn mount(cim: &Path, mountpoint: &Path, foreground: bool) -> Result<ExitCode> {
-        if foreground {
-            cimfs::fuse::mount(open(cim)?, mountpoint)?;
-            return Ok(ExitCode::SUCCESS);
-        }
+    pub fn foreground(cim: &Path, mountpoint: &Path) -> Result<ExitCode> {
+        cimfs::fuse::mount(open(cim)?, mountpoint)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Starts the server as a detached copy of this program (`--detached`) and returns once
+    /// the mount is up. The server's standard error is a pipe read here: its messages, if it
+    /// fails, are passed on; end of file with the server alive means it is mounted and no
+    /// longer holds anything of ours.
+    pub fn mount(cim: &Path, mountpoint: &Path) -> Result<ExitCode> {
         open(cim)?;
-        // Serve from a detached copy of this program; come back once the mount is up.
+        use std::io::Read;
         use std::os::unix::process::CommandExt;
         let exe = std::env::current_exe().map_err(|e| Error::io("finding this program", e))?;
         let mut child = Command::new(exe)
-            .args(["cim", "mount", "--foreground"])
+            .args(["cim", "mount", "--detached"])
             .arg(cim)
             .arg(mountpoint)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
             .map_err(|e| Error::io("starting the FUSE server", e))?;
+        let mut messages = child.stderr.take().expect("piped");
+        let (done, said) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = messages.read_to_end(&mut text);
+            let _ = done.send(text);
+        });
+        let text = said
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| Error::Invalid(format!("{} did not appear as a mount within 30 s", mountpoint.display())))?;
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
+        while started.elapsed() < Duration::from_secs(5) {
             if let Some(status) = child.try_wait().map_err(|e| Error::io("waiting for the FUSE server", e))? {
-                return Err(Error::Invalid(format!("the FUSE server ended ({status}) before the mount was up")));
+                // It said why (one line, already naming the file); pass that on as it is.
+                std::io::Write::write_all(&mut std::io::stderr(), &text)
+                    .map_err(|e| Error::io("writing to standard error", e))?;
+                return Ok(ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(2)));
             }
             if is_mounted(mountpoint) {
                 return Ok(ExitCode::SUCCESS);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
-        Err(Error::Invalid(format!("{} did not appear as a mount within 30 s", mountpoint.display())))
+        Err(Error::Invalid(format!("{} did not appear as a mount", mountpoint.display())))
+    }
+
+    /// The background server: mounts, then drops the caller's standard error (its end of the
+    /// pipe `mount` reads) and serves until unmounted.
+    pub fn detached(cim: &Path, mountpoint: &Path) -> Result<ExitCode> {
+        close_inherited();
+        let session = cimfs::fuse::spawn(open(cim)?, mountpoint)?;
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .and_then(|null| rustix::stdio::dup2_stderr(&null).map_err(std::io::Error::from))
+            .map_err(|e| Error::io("redirecting standard error to /dev/null", e));
+        if let Err(e) = null {
+            drop(session);
+            return Err(e);
+        }
+        session.join().map_err(|e| Error::io(format!("serving {}", mountpoint.display()), e))?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Closes every descriptor above standard error: at the start of the detached server,
+    /// before it opens anything, those are all the caller's (a shell's redirections, say).
+    #[allow(unsafe_code)]
+    fn close_inherited() {
+        let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+        let fds: Vec<i32> = entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+        // The listing's own descriptor is closed by now: only those still open are closed.
+        let open = |fd: &i32| std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok();
+        for fd in fds.into_iter().filter(|fd| *fd > 2 && open(fd)) {
+            // SAFETY: nothing in this process owns these descriptors: it has opened none yet.
+            unsafe { rustix::io::close(fd) };
+        }
     }
 
     pub fn umount(mountpoint: &Path) -> Result<ExitCode> {

@@ -28,11 +28,14 @@ pub enum LayerCommand {
     /// step is left to Windows.
     ///
     /// With --from SOURCE -o BASE.tar: SOURCE is a layer tar (plain, gzip or zstd) or a
-    /// directory (a plain tree becomes Files/…, as `tar from-dir` makes it). The result is a
+    /// directory (a plain tree becomes Files/…, as `tar from-dir` makes it; a plain,
+    /// non-layer tar is unpacked into a directory first). The result is a
     /// canonical base-layer tar: the config directories and empty hives added where missing
     /// (default security descriptors, --owner, and one time for all: SOURCE_DATE_EPOCH when
     /// set, else the newest time in the layer), no Hives/ (an empty one is left out, a
-    /// non-empty one refused), no whiteouts, and a utility VM only with its BCD.
+    /// non-empty one refused), no whiteouts (an application layer's are dropped, with one
+    /// warning: there is nothing below a base layer to delete), and a utility VM only with
+    /// its BCD.
     Makebaselayer(MakeBaseLayerArgs),
     /// Import a layer tar as a CIM container layer, laid out as hcsshim lays it out for
     /// containerd's cimfs snapshotter.
@@ -143,6 +146,7 @@ pub fn run(command: LayerCommand) -> Result<ExitCode> {
         },
         LayerCommand::Import(args) => import(args),
         LayerCommand::Export(args) => {
+            crate::io::check_output(&args.output)?;
             let (sorted, summary) = export_cim(&args.layer_dir, &args.cim, args.parent_cim.as_deref())?;
             let parent = summary.parent.as_ref().map_or("none (a base layer)".into(), |p| p.display().to_string());
             eprintln!("winlayer: {} entries; parent {parent}", summary.entries);
@@ -155,6 +159,7 @@ fn report_text(report: &BaseReport, out: &mut dyn Write) -> std::io::Result<()> 
     report.created.iter().try_for_each(|p| writeln!(out, "created {p}"))?;
     report.kept.iter().try_for_each(|p| writeln!(out, "kept    {p}"))?;
     report.notes.iter().try_for_each(|n| writeln!(out, "note: {n}"))?;
+    report.warnings.iter().try_for_each(|w| writeln!(out, "warning: {w}"))?;
     writeln!(out, "utility VM: {}", if report.utility_vm { "yes" } else { "no" })
 }
 
@@ -185,13 +190,23 @@ fn make_tar(from: &Path, output: &Path, args: &MakeBaseLayerArgs) -> Result<Exit
     if args.json && output.as_os_str() == "-" {
         return Err(Error::Invalid("--json and -o - both want standard output".into()));
     }
+    crate::io::check_output(output)?;
     let source_date_epoch = source_date_epoch()?;
     let mut builder = BaseLayerBuilder::new(&args.owner, source_date_epoch);
     // A directory laid out as a layer with a Hives/ is read with it, so the builder can leave
     // an empty one out (and refuse a non-empty one); every other directory becomes Files/.
     let keeps_hives = from.is_dir() && is_layer_layout(from)? && from.join("Hives").exists();
     let options = DirOptions { base: !keeps_hives, owner: args.owner.clone(), source_date_epoch };
-    read_layer(from, options, &mut builder, "reading")?;
+    read_layer(from, options, &mut builder, "reading").map_err(|e| match e {
+        // A plain tar: its tree is taken as Files/ only from a directory, where the dir source
+        // gives every object Windows' metadata.
+        Error::Invalid(m) if !from.is_dir() && m.contains(winlayer_core::path::NOT_A_LAYER_ROOT) => Error::Invalid(format!(
+            "{m}; {} is not a Windows layer tar: to make a base layer of a plain tree, unpack it and give the directory \
+             (mkdir tree && tar -xf {0} -C tree && winlayer makebaselayer --from tree -o BASE.tar)",
+            from.display()
+        )),
+        e => e,
+    })?;
     let (sorted, report) = builder.finish()?;
     write_canonical(sorted, output, args.compression.get())?;
     if args.json {

@@ -3,6 +3,7 @@
 mod cim;
 mod cmdline;
 mod hive;
+mod image;
 mod io;
 mod layers;
 mod serve;
@@ -21,8 +22,10 @@ use clap::{Parser, Subcommand};
     about = "Windows container image layers, handled natively on any OS",
     long_about = "winlayer reads, writes, checks and converts Windows container image layers \
                   (the OCI Windows layer tar dialect) without Windows.\n\n\
-                  Paths may be '-' for standard input or output. Compressed input (gzip, zstd) \
-                  is detected from its bytes."
+                  Layer tars, hives, JSON and VHDX disks may be '-' for standard input or output; \
+                  CIMs and directories may not (a CIM's regions are found beside it by name). \
+                  Compressed input (gzip, zstd) is detected from its bytes. Interrupted runs \
+                  (SIGINT, SIGTERM) leave nothing behind."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,6 +59,10 @@ enum Command {
     /// Metadata lives in ROOT/metadata.redb, snapshots in ROOT/snapshots/<id>. Stops cleanly on
     /// SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Windows images: pull, push, copy, inspect, append, from-scratch, squash (registries and
+    /// OCI image layouts).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Base layers and CIM container layers (makebaselayer, import, export), as hcsshim's
     /// wclayer lays them out.
     #[command(flatten)]
@@ -64,6 +71,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemons handle signals themselves; every other command writes its outputs through
+    // temporaries that an interruption must not leave behind.
+    if !matches!(cli.command, Command::Serve(_) | Command::Cim(cim::CimCommand::Mount { .. })) {
+        io::clean_up_on_signals();
+    }
     let result = match cli.command {
         Command::Tar(command) => tar::run(command),
         Command::Cim(command) => cim::run(command),
@@ -73,6 +85,7 @@ fn main() -> ExitCode {
         Command::Version(args) => version::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Layers(command) => layers::run(command),
+        Command::Image(command) => image::run(command),
     };
     match result {
         Ok(code) => code,

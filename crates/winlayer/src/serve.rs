@@ -53,7 +53,7 @@ fn parse_mode(s: &str) -> std::result::Result<Mode, String> {
 
 /// Runs the daemon until SIGINT or SIGTERM (or prints containerd's configuration).
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let failed = |e: winlayer_snapshotter::Error| Error::Invalid(e.to_string());
+    let failed = |e: winlayer_snapshotter::Error| Error::Invalid(crate::io::one_line(e.message()));
     let file = match &args.config {
         Some(path) => Config::load(path).map_err(failed)?,
         None => Config::default(),

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use wcow_tar::importer::{ClampTimes, TimeWarnings};
 use wcow_tar::{Compression, Input, LayerReader, Mode};
 use winlayer_core::dir::{DirOptions, DirSource};
 use winlayer_core::security::SecurityDescriptor;
@@ -16,7 +17,7 @@ use winlayer_core::{
     Checker, Collector, Data, Entry, EntryKind, Error, LayerSink, LayerSource, Result, Severity, Sorted, attrs,
 };
 
-use crate::io::{WithProgress, bar, write_output};
+use crate::io::{Naming, WithProgress, bar, check_output, reading_bar, write_output};
 
 #[derive(Subcommand)]
 pub enum TarCommand {
@@ -46,6 +47,10 @@ pub enum TarCommand {
         /// Where to write the canonical tar, or '-'.
         #[arg(short, long)]
         output: PathBuf,
+        /// Move times Windows' importer cannot carry (before 1677-09-21 or after 2262-04-11,
+        /// where Go's UnixNano overflows; `verify` warns about them) to the nearest it can.
+        #[arg(long)]
+        clamp_times: bool,
         #[command(flatten)]
         compression: CompressionArgs,
     },
@@ -111,7 +116,9 @@ impl CompressionArgs {
 pub fn run(command: TarCommand) -> Result<ExitCode> {
     match command {
         TarCommand::Ls { layer, json } => ls(&layer, json),
-        TarCommand::Normalize { input, output, compression } => normalize(&input, &output, compression.get()),
+        TarCommand::Normalize { input, output, clamp_times, compression } => {
+            normalize(&input, &output, clamp_times, compression.get())
+        }
         TarCommand::Verify { input, json } => verify(&input, json),
         TarCommand::FromDir { dir, output, base, owner, compression } => {
             from_dir(&dir, &output, base, &owner, compression.get())
@@ -256,12 +263,26 @@ fn ls(layer: &Path, json: bool) -> Result<ExitCode> {
 }
 
 /// `tar normalize`.
-fn normalize(input: &Path, output: &Path, compression: Compression) -> Result<ExitCode> {
+fn normalize(input: &Path, output: &Path, clamp_times: bool, compression: Compression) -> Result<ExitCode> {
+    check_output(output)?;
     let input = open(input)?;
-    let reading = bar(input.remaining(), "reading");
+    let total = input.remaining();
     let mut collector = Collector::new();
     let mut reader = LayerReader::new(input, Mode::Strict);
-    reader.read_into(&mut WithProgress { inner: &mut collector, bar: &reading })?;
+    let reading = reading_bar(&mut reader, total, "reading");
+    if clamp_times {
+        let mut clamp = ClampTimes::new(&mut collector);
+        reader.read_into(&mut Naming { inner: &mut clamp, bar: &reading })?;
+        if clamp.clamped > 0 {
+            eprintln!(
+                "winlayer: moved times of {} entr{} into 1677-09-21..2262-04-11 (--clamp-times)",
+                clamp.clamped,
+                if clamp.clamped == 1 { "y" } else { "ies" }
+            );
+        }
+    } else {
+        reader.read_into(&mut Naming { inner: &mut collector, bar: &reading })?;
+    }
     reading.finish_and_clear();
     for p in reader.problems() {
         eprintln!("winlayer: {p}");
@@ -299,12 +320,22 @@ pub fn write_canonical(sorted: Sorted, output: &Path, compression: Compression) 
 /// `tar verify`.
 fn verify(input: &Path, json: bool) -> Result<ExitCode> {
     let input = open(input)?;
-    let progress = bar(input.remaining(), "checking");
+    let total = input.remaining();
     let mut reader = LayerReader::new(input, Mode::Collect);
+    let progress = reading_bar(&mut reader, total, "checking");
     let mut checker = Checker::new();
-    let framing = reader.read_into(&mut WithProgress { inner: &mut checker, bar: &progress });
+    let mut importer = TimeWarnings::new(&mut checker);
+    let framing = reader.read_into(&mut Naming { inner: &mut importer, bar: &progress });
+    let importer_warnings = importer.warnings;
     progress.finish_and_clear();
     let mut problems = reader.take_problems();
+    problems.extend(importer_warnings);
+    // Not a tar from its first block on (or not readable): nothing could be checked.
+    let unreadable = match &framing {
+        Err(Error::Io { .. }) => true,
+        Err(_) => !reader.saw_tar(),
+        Ok(()) => false,
+    };
     if let Err(e) = framing {
         problems.push(winlayer_core::Problem::error(None, e.to_string()));
     }
@@ -323,7 +354,13 @@ fn verify(input: &Path, json: bool) -> Result<ExitCode> {
             .and_then(|_| writeln!(out, "{entries} entries: {errors} error(s), {warnings} warning(s)"))
     };
     written.map_err(|e| Error::io("writing the report", e))?;
-    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if unreadable {
+        ExitCode::from(2)
+    } else if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `SOURCE_DATE_EPOCH`, when set: the latest time a directory source may carry.
@@ -340,6 +377,7 @@ pub fn source_date_epoch() -> Result<Option<i64>> {
 
 /// `tar from-dir`.
 fn from_dir(dir: &Path, output: &Path, base: bool, owner: &str, compression: Compression) -> Result<ExitCode> {
+    check_output(output)?;
     let options = DirOptions { base, owner: owner.to_string(), source_date_epoch: source_date_epoch()? };
     let mut collector = Collector::new();
     DirSource::new(dir, options).send_to(&mut collector)?;
@@ -357,9 +395,10 @@ pub fn read_layer(from: &Path, options: DirOptions, sink: &mut dyn LayerSink, ve
         progress.finish_and_clear();
     } else {
         let input = open(from)?;
-        let progress = bar(input.remaining(), verb);
+        let total = input.remaining();
         let mut reader = LayerReader::new(input, Mode::Strict);
-        reader.read_into(&mut WithProgress { inner: sink, bar: &progress })?;
+        let progress = reading_bar(&mut reader, total, verb);
+        reader.read_into(&mut Naming { inner: sink, bar: &progress })?;
         progress.finish_and_clear();
         reader.problems().iter().for_each(|p| eprintln!("winlayer: {p}"));
     }

@@ -11,7 +11,7 @@ use vhdx::scratch::{self, Mkntfs};
 use vhdx::{CreateOptions, Ids, Info, OpenOptions, Vhdx};
 use winlayer_core::{Error, Problem, Result, Severity};
 
-use crate::io::{bar, write_file};
+use crate::io::{bar, check_output, spool_stdin, write_file};
 
 #[derive(Subcommand)]
 pub enum VhdxCommand {
@@ -21,7 +21,7 @@ pub enum VhdxCommand {
     /// parent's DataWriteGuid and its path relative to the new disk and absolute, as Windows
     /// does. GUIDs are random unless --seed is given.
     Create {
-        /// The disk to write.
+        /// The disk to write, or '-'.
         out: PathBuf,
         /// Virtual size (bytes, or with K/M/G/T[iB]: binary units) [default: 10GiB, or the
         /// parent's size].
@@ -44,7 +44,7 @@ pub enum VhdxCommand {
     },
     /// Show what a disk says about itself: size, blocks, sectors, GUIDs, parent locator.
     Info {
-        /// The disk.
+        /// The disk, or '-' (read into a temporary file first).
         file: PathBuf,
         /// JSON instead of text.
         #[arg(long)]
@@ -55,9 +55,9 @@ pub enum VhdxCommand {
     /// The parent of a differencing disk is found through its locator (relative path, then
     /// absolute path) and must carry the DataWriteGuid the child recorded. A disk whose log
     /// holds entries to replay is refused. Exit status: 0 without errors (warnings allowed),
-    /// 1 with errors, 2 when the file cannot be read.
+    /// 1 with errors, 2 when the file cannot be read or is not a VHDX at all.
     Check {
-        /// The disk.
+        /// The disk, or '-' (read into a temporary file first; its parents are not checked).
         file: PathBuf,
         /// A JSON report instead of text.
         #[arg(long)]
@@ -75,9 +75,9 @@ pub enum VhdxCommand {
     },
     /// Convert a raw disk image into a dynamic disk; zero blocks and holes stay unallocated.
     FromRaw {
-        /// The raw image.
+        /// The raw image, or '-' (read into a temporary file first).
         raw: PathBuf,
-        /// The disk to write.
+        /// The disk to write, or '-'.
         out: PathBuf,
         /// Virtual size [default: the image's length rounded up to a sector].
         #[arg(long, value_parser = parse_size)]
@@ -93,9 +93,9 @@ pub enum VhdxCommand {
     },
     /// Write a disk's contents (through its parent chain) as a sparse raw image.
     ToRaw {
-        /// The disk.
+        /// The disk (a differencing disk with its parents), or '-' for a disk without parents.
         input: PathBuf,
-        /// The raw image to write.
+        /// The raw image to write, or '-'.
         out: PathBuf,
     },
     /// Make sure DIR holds the scratch template pair, (re)creating both when either is
@@ -207,6 +207,7 @@ fn create(
     parent: Option<&Path>,
     ids: Ids,
 ) -> Result<ExitCode> {
+    check_output(out)?;
     let mut options = match parent {
         Some(parent) => CreateOptions::differencing(&Vhdx::open_file(parent, &OpenOptions::default())?, parent, out)?,
         None => CreateOptions::dynamic(10 << 30),
@@ -245,8 +246,38 @@ fn info_json(path: &Path, info: &Info) -> Value {
     })
 }
 
+/// The disk at `path` as a file, and its name in messages; '-' is standard input, spooled.
+fn input(path: &Path) -> Result<(File, String)> {
+    if path.as_os_str() == "-" {
+        return Ok((spool_stdin()?, "standard input".into()));
+    }
+    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    Ok((file, path.display().to_string()))
+}
+
+/// Opens a disk without its parents.
+fn open(path: &Path) -> Result<Vhdx> {
+    let (file, name) = input(path)?;
+    Vhdx::open(Box::new(file), name, &OpenOptions::default())
+}
+
+/// Opens a disk with its parent chain; a differencing disk from standard input has no
+/// location to find its parent from.
+fn open_with_parents(path: &Path) -> Result<Vhdx> {
+    if path.as_os_str() != "-" {
+        return Vhdx::open_file(path, &OpenOptions { parents: true, ..OpenOptions::default() });
+    }
+    let disk = open(path)?;
+    if disk.info().parent.is_some() {
+        return Err(Error::Invalid(
+            "standard input: a differencing disk read from standard input cannot find its parent; give its path".into(),
+        ));
+    }
+    Ok(disk)
+}
+
 fn info(path: &Path, as_json: bool) -> Result<ExitCode> {
-    let info = Vhdx::open_file(path, &OpenOptions::default())?.info();
+    let info = open(path)?.info();
     let report = info_json(path, &info);
     let mut out = io::stdout().lock();
     let written = if as_json {
@@ -284,11 +315,23 @@ fn info(path: &Path, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `file` starts as a VHDX file does: long enough for the header section, with the
+/// file type signature.
+fn looks_like_vhdx(file: &File) -> Result<bool> {
+    let mut signature = [0u8; 8];
+    let len = file.metadata().map_err(|e| Error::io("reading the disk's length", e))?.len();
+    Ok(len >= vhdx::format::HEADER_SECTION
+        && vhdx::Storage::read_at(file, &mut signature, 0).is_ok()
+        && &signature == vhdx::format::FILE_SIGNATURE)
+}
+
 fn check(path: &Path, as_json: bool) -> Result<ExitCode> {
     let mut problems = Vec::new();
     let mut chain = Vec::new();
     let mut counts = json!(null);
-    match Vhdx::open_file(path, &OpenOptions::default()) {
+    let (file, name) = input(path)?;
+    let readable = looks_like_vhdx(&file)?;
+    match Vhdx::open(Box::new(file), name, &OpenOptions::default()) {
         Err(e @ Error::Io { .. }) => return Err(e),
         Err(e) => problems.push(Problem::error(None, e.to_string())),
         Ok(disk) => {
@@ -296,7 +339,12 @@ fn check(path: &Path, as_json: bool) -> Result<ExitCode> {
             counts = json!({ "allocated_blocks": report.allocated_blocks, "partial_blocks": report.partial_blocks,
                              "bitmap_blocks": report.bitmap_blocks });
             problems.extend(report.problems);
-            if disk.info().parent.is_some() {
+            if disk.info().parent.is_some() && path.as_os_str() == "-" {
+                problems.push(Problem::warning(
+                    "parent chain".to_string(),
+                    "not checked: a disk read from standard input has no location to find its parent from",
+                ));
+            } else if disk.info().parent.is_some() {
                 match Vhdx::open_file(path, &OpenOptions { parents: true, ..OpenOptions::default() }) {
                     Err(e) => problems.push(Problem::error("parent chain".to_string(), e.to_string())),
                     Ok(disk) => {
@@ -329,12 +377,19 @@ fn check(path: &Path, as_json: bool) -> Result<ExitCode> {
         })
     };
     written.map_err(|e| Error::io("writing the report", e))?;
-    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if !readable {
+        ExitCode::from(2)
+    } else if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn from_raw(raw: &Path, out: &Path, size: Option<u64>, block: u64, sector: u32, ids: Ids) -> Result<ExitCode> {
-    let image = File::open(raw).map_err(|e| Error::io(format!("opening {}", raw.display()), e))?;
-    let len = image.metadata().map_err(|e| Error::io(format!("reading {}", raw.display()), e))?.len();
+    check_output(out)?;
+    let (image, name) = input(raw)?;
+    let len = image.metadata().map_err(|e| Error::io(format!("reading {name}"), e))?.len();
     let options = CreateOptions {
         virtual_size: size.unwrap_or(len.div_ceil(sector as u64) * sector as u64),
         block_size: block_size(block)?,
@@ -352,7 +407,8 @@ fn from_raw(raw: &Path, out: &Path, size: Option<u64>, block: u64, sector: u32, 
 }
 
 fn to_raw(input: &Path, out: &Path) -> Result<ExitCode> {
-    let disk = Vhdx::open_file(input, &OpenOptions { parents: true, ..OpenOptions::default() })?;
+    check_output(out)?;
+    let disk = open_with_parents(input)?;
     let progress = bar(Some(disk.virtual_size()), "converting");
     write_file(out, |temp| {
         let mut file =

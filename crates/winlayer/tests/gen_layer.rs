@@ -5,7 +5,6 @@
 //! differencing hives merged onto the base's.
 
 #[path = "../../regf/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod hives;
 
 use std::path::{Path, PathBuf};
@@ -157,6 +156,11 @@ fn generated_hives_are_valid_and_merge_on_import() {
     assert!(software.root.find("Vendor\\App7").is_some(), "the delta adds a key");
     assert!(software.root.find("Microsoft\\Windows\\CurrentVersion\\Uninstall\\Legacy").is_none(), "a key tombstone");
     assert!(software.root.find("Classes\\CLSID").is_some(), "keys the delta does not name stay");
+    let txt = software.root.find("Classes\\.txt").unwrap();
+    assert!(txt.value("Content Type").is_none(), "supersede-local replaces the key's values");
+    let update = software.root.find("Policies\\Microsoft\\Windows\\WindowsUpdate").unwrap();
+    assert!(update.value("DisableWindowsUpdateAccess").is_some() && update.value("WUServer").is_none());
+    assert!(update.subkeys.is_empty(), "supersede-tree replaces the subtree too");
     let system = regf::Hive::parse(&std::fs::read(d.join("L1/Hives/SYSTEM_BASE")).unwrap()).unwrap();
     assert!(system.root.find("ControlSet001\\Services\\AppSvc7").is_some());
     assert!(system.root.find("ControlSet001\\Services\\WinRM").is_some());

@@ -90,16 +90,11 @@ fn json_round_trip_and_hivexml() {
     }
 }
 
-/// The Windows-made hive (../shared/testdata beside the repository, or two levels up from a
-/// worktree) survives dump --json → create → dump --json unchanged.
+/// The Windows-made hive (the regf tests' fixture) survives dump --json → create → dump --json
+/// unchanged.
 #[test]
 fn windows_made_hive_round_trips_through_json() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let name = "windows-empty-hive.dat";
-    let fixture = [root.join("../shared/testdata").join(name), root.join("../../shared/testdata").join(name)]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("test data {name} is missing: expected ../shared/testdata/{name}"));
+    let fixture = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../regf/tests/data/windows-empty-hive.dat"));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let json = ok(&["hive", "dump", "--json", fixture.to_str().unwrap()], d);

@@ -187,7 +187,9 @@ fn every_hostile_layer_is_refused_with_its_own_message_and_nothing_written() {
 
         let verify = winlayer(&["tar", "verify", "in.tar"], dir.path());
         let report = String::from_utf8_lossy(&verify.stdout);
-        assert_eq!(verify.status.code(), Some(1), "{name}: verify should fail\n{report}");
+        // 2 when the input is not a tar from its first block on (`tar verify --help`).
+        let unreadable = matches!(name, "empty input" | "not a tar");
+        assert_eq!(verify.status.code(), Some(if unreadable { 2 } else { 1 }), "{name}: verify should fail\n{report}");
         assert!(report.contains(expected), "{name}: verify should say {expected:?}, said:\n{report}");
 
         let normalize = winlayer(&["tar", "normalize", "in.tar", "-o", "out/layer.tar"], dir.path());

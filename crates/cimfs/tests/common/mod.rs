@@ -8,14 +8,9 @@ use cimfs::{Changes, Cim, CimSource, CimWriter, Summary};
 use wcow_tar::{Input, LayerReader, Mode};
 use winlayer_core::{Collector, LayerSource};
 
-/// `shared/tools/gen-wcow-layer.py`, found beside the repository or one of its ancestors.
+/// The project's generator of Windows layer test data, `scripts/gen-layer.py`.
 pub fn generator() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    repo.ancestors()
-        .skip(1)
-        .map(|a| a.join("shared/tools/gen-wcow-layer.py"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("gen-wcow-layer.py not found in shared/tools beside {} or above", repo.display()))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/gen-layer.py")).to_path_buf()
 }
 
 /// Runs the layer generator (through WINLAYER_PYTHON, default python3).
@@ -28,7 +23,7 @@ pub fn gen_layer(out: &Path, args: &[&str]) -> PathBuf {
         .arg(out)
         .status()
         .unwrap_or_else(|e| panic!("running {python} (set WINLAYER_PYTHON): {e}"));
-    assert!(status.success(), "gen-wcow-layer.py {args:?} failed");
+    assert!(status.success(), "scripts/gen-layer.py {args:?} failed");
     out.to_path_buf()
 }
 

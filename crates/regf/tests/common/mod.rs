@@ -15,14 +15,10 @@ use winlayer_core::security::SecurityDescriptor;
 /// Every independent reader tests/readers.py drives.
 pub const READERS: [&str; 6] = ["hivex", "hivexml", "regipy", "python-registry", "dissect", "libregf"];
 
-/// A file of the shared test data: `../shared/testdata` beside the repository (as CI has it),
-/// or two levels up for a checkout in a worktree directory.
-pub fn shared_testdata(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let candidates = [root.join("../shared/testdata").join(name), root.join("../../shared/testdata").join(name)];
-    candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| {
-        panic!("test data {name} is missing: expected ../shared/testdata/{name} beside the repository")
-    })
+/// A file of the regf tests' data (`crates/regf/tests/data`, described in its README); through
+/// ../regf so that other crates including this helper find it too.
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../regf/tests/data")).join(name)
 }
 
 /// Runs one independent reader over hives; returns what it saw for each, in order.

@@ -1,7 +1,7 @@
 //! Writes the seed corpus of the `vhdx_open` fuzz target: disks made by winlayer and (when
 //! qemu-img and qemu-io are installed) by QEMU, encoded sparsely (see `vhdx::fuzzing`).
 //!
-//! Run from the repository root: `cargo run -p vhdx --example fuzz_corpus`.
+//! Run from the repository root: `cargo run -p vhdx --example vhdx_open_corpus`.
 
 use std::fs;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Writes the hand-made part of the `layer_import` fuzz corpus (fuzz/corpus/layer_import/):
 //! base layers and layers with hives as importers meet them, and the hostile cases the import
-//! refuses. `cargo run -p winlayer-layers --example fuzz_corpus`.
+//! refuses. `cargo run -p winlayer-layers --example layer_import_corpus`.
 
 use std::path::Path;
 
