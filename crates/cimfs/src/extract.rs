@@ -152,7 +152,7 @@ pub fn extract(cim: &Cim, dir: &Path, xattrs: bool) -> Result<Extracted> {
         let streams = cim.streams(r)?.len() as u64;
         if xattrs {
             let attrs = cim.xattrs(r)?;
-            let shown = attrs.iter().filter(|(n, _)| n.starts_with("user.windows.stream.")).count() as u64;
+            let shown = attrs.iter().filter(|(n, _)| n.starts_with(&winlayer_core::xattrs::stream(""))).count() as u64;
             done.streams_skipped += streams - shown;
             for (name, value) in attrs {
                 xattr::set(&path, &name, &value)

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use winlayer_core::reparse::{Link, TAG_MOUNT_POINT, TAG_SYMLINK};
 use winlayer_core::security::SecurityDescriptor;
-use winlayer_core::{FileTime, Result, attrs};
+use winlayer_core::{FileTime, Result, attrs, xattrs};
 
 use crate::format::{FILES_PER_TABLE, FileRecord, RegionType, Stream, StreamType};
 use crate::reader::{Cim, FileId};
@@ -242,39 +242,25 @@ pub struct Counts {
     pub file_bytes: u64,
 }
 
-/// Prefix of the extended attributes `extract --xattrs` and the FUSE mount show.
-pub const XATTR_PREFIX: &str = "user.windows.";
-/// Largest alternate stream shown as an extended attribute (Linux's limit for a value).
-pub const MAX_XATTR_STREAM: u64 = 64 * 1024;
-
 impl Cim {
-    /// The Windows metadata of a record as Linux extended attributes: `attributes` (hex),
-    /// the four times (FILETIME ticks), `security` (the raw self-relative descriptor),
-    /// `reparse` (the raw buffer), `ea.<name>` and `stream.<name>` (streams up to 64 KiB).
+    /// The Windows metadata of a record as Linux extended attributes (`winlayer_core::xattrs`),
+    /// streams up to 64 KiB included.
     pub fn xattrs(&self, r: &FileRecord) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut out = vec![(format!("{XATTR_PREFIX}attributes"), format!("0x{:08x}", r.attributes()).into_bytes())];
-        for (name, t) in [
-            ("creation_time", r.creation_time),
-            ("last_write_time", r.last_write_time),
-            ("last_access_time", r.last_access_time),
-            ("change_time", r.change_time),
-        ] {
-            out.push((format!("{XATTR_PREFIX}{name}"), t.get().to_string().into_bytes()));
+        let times = [r.creation_time, r.last_write_time, r.last_access_time, r.change_time].map(|t| t.get());
+        let (security, reparse, eas) = (self.security(r)?, self.reparse(r)?, self.eas(r)?);
+        let mut out = xattrs::ObjectXattrs {
+            attributes: r.attributes(),
+            times,
+            security: security.as_deref(),
+            reparse: reparse.as_deref(),
+            eas: &eas,
         }
-        if let Some(sd) = self.security(r)? {
-            out.push((format!("{XATTR_PREFIX}security"), sd));
-        }
-        if let Some(buf) = self.reparse(r)? {
-            out.push((format!("{XATTR_PREFIX}reparse"), buf));
-        }
-        for ea in self.eas(r)? {
-            out.push((format!("{XATTR_PREFIX}ea.{}", String::from_utf8_lossy(&ea.name)), ea.value));
-        }
+        .to_vec();
         for (name, stream) in self.streams(r)? {
-            if stream.len() <= MAX_XATTR_STREAM {
+            if stream.len() <= xattrs::MAX_STREAM {
                 let mut data = vec![0u8; stream.len() as usize];
                 self.read_stream(&stream, 0, &mut data)?;
-                out.push((format!("{XATTR_PREFIX}stream.{name}"), data));
+                out.push((xattrs::stream(&name), data));
             }
         }
         Ok(out)

@@ -23,6 +23,6 @@ pub mod upcase;
 pub mod writer;
 
 pub use changes::Changes;
-pub use reader::{Cim, DirEntry, FileId};
+pub use reader::{Cim, DirEntry, FileId, destroy};
 pub use source::CimSource;
 pub use writer::{CimWriter, Summary};

@@ -189,6 +189,43 @@ fn read_header<T: FromBytes>(file: &Storage, what: &Path) -> Result<T> {
     Ok(T::read_from_bytes(&buf).expect("buffer has the header's size"))
 }
 
+/// Removes the image `cim` and the region and object-ID files of its own region set, unless
+/// another `.cim` beside it lists that set (sets are named after their content, so two imports
+/// of one layer onto one parent share theirs). Parents' sets are left alone. A `cim` that is
+/// not there is nothing to remove.
+pub fn destroy(cim: &Path) -> Result<()> {
+    if fs::symlink_metadata(cim).is_err() {
+        return Ok(());
+    }
+    let dir = cim.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let files = ImageFiles::Dir(dir.to_path_buf());
+    // The header and region sets of a `.cim` in `dir`, when it reads as one.
+    let sets_of = |name: &std::ffi::OsStr| name.to_str().and_then(|name| read_sets(&files, name).ok());
+    // Unreadable: the image goes, its regions (unknown) stay for a human to judge.
+    let own = sets_of(cim.file_name().unwrap_or_default()).map(|(header, _)| header.regions);
+    fs::remove_file(cim).map_err(|e| Error::io(format!("removing {}", cim.display()), e))?;
+    let Some(own) = own else { return Ok(()) };
+    for item in fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
+        let other = item.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?.path();
+        let is_cim = other.extension().is_some_and(|e| e.eq_ignore_ascii_case("cim"));
+        let shares = || sets_of(other.file_name().unwrap_or_default()).is_some_and(|(_, sets)| sets.iter().any(|s| s.id == own.id));
+        if is_cim && shares() {
+            return Ok(());
+        }
+    }
+    for n in 0..own.count.get() {
+        for name in [region_file_name(own.id, n), objectid_file_name(own.id, n)] {
+            match fs::remove_file(dir.join(&name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("removing {}", dir.join(&name).display()), e));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads a `.cim`'s header and the region sets it lists: its parents' in order, then its own.
 fn read_sets(files: &ImageFiles, name: &str) -> Result<(FilesystemHeader, Vec<RegionSet>)> {
     let path = &files.path(name);

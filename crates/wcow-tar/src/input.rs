@@ -87,6 +87,14 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
+/// The uncompressed bytes of a blob (plain, gzip or zstd, detected from its first bytes),
+/// decompressed ahead on a thread of its own as [`Input::from_reader`] does.
+pub fn decompress(reader: impl Read + Send + 'static) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+    let mut raw = BufReader::with_capacity(1 << 16, reader);
+    let compression = Compression::detect(raw.fill_buf()?);
+    Ok((compression, decompressor(compression, raw, Decompress::Ahead)?))
+}
+
 /// How a compressed stream is decompressed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Decompress {
@@ -233,14 +241,8 @@ impl Input {
 
     /// Wraps any reader, detecting compression from its first bytes.
     pub fn from_reader(reader: impl Read + Send + 'static) -> io::Result<Input> {
-        let mut raw = BufReader::with_capacity(1 << 16, reader);
-        let compression = Compression::detect(raw.fill_buf()?);
-        Ok(Input {
-            kind: Kind::Stream(decompressor(compression, raw, Decompress::Ahead)?),
-            pos: 0,
-            compression,
-            name: None,
-        })
+        let (compression, stream) = decompress(reader)?;
+        Ok(Input { kind: Kind::Stream(stream), pos: 0, compression, name: None })
     }
 
     /// Reads a blob held in memory, detecting compression; it is decompressed as it is read,
@@ -250,6 +252,12 @@ impl Input {
         let compression = Compression::detect(raw.get_ref().as_ref());
         let kind = Kind::Stream(decompressor(compression, raw, Decompress::Inline)?);
         Ok(Input { kind, pos: 0, compression, name: None })
+    }
+
+    /// Wraps a reader of an uncompressed tar (for a caller that decompressed it with
+    /// [`decompress`], to see the uncompressed bytes on their way).
+    pub fn from_plain_reader(reader: impl Read + Send + 'static) -> Input {
+        Input { kind: Kind::Stream(Box::new(reader)), pos: 0, compression: Compression::None, name: None }
     }
 
     /// What the input is called in messages: the path it was opened from ("standard input"

@@ -123,6 +123,11 @@ impl LayerReader {
         self.entries
     }
 
+    /// The input, positioned after the end-of-archive marker (what follows is padding).
+    pub fn into_input(self) -> Input {
+        self.input
+    }
+
     /// Bytes of uncompressed tar consumed so far.
     pub fn position(&self) -> u64 {
         self.input.position()

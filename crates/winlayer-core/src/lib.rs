@@ -17,6 +17,7 @@ pub mod path;
 pub mod reparse;
 pub mod security;
 pub mod temp;
+pub mod xattrs;
 
 pub use canonical::{Collector, Sorted};
 pub use check::{Checker, Problem, Severity};

@@ -71,6 +71,8 @@ pub struct CimLayerImport {
     writer: CimWriter,
     temp: tempfile::TempDir,
     layer_dir: PathBuf,
+    /// `layer_dir` is an empty directory the layer replaces.
+    replaces_empty: bool,
     parent_dirs: Vec<PathBuf>,
     pending: Vec<Pending>,
     /// Std files of the layer by case-folded path, as the layer spells them.
@@ -83,10 +85,14 @@ impl CimLayerImport {
     /// from the first parent's. `parents` are the whole chain, immediate parent first, base
     /// layer last, each with its directory (as hcsshim's `parentLayerPaths` and
     /// `parentLayerCimPaths`).
+    ///
+    /// `layer_dir` may also be an empty directory (what containerd's snapshotter prepares for
+    /// an extraction): it is replaced by the finished layer, and is empty again after a failure.
     pub fn start(layer_dir: &Path, cim: &Path, parents: &[Parent]) -> Result<CimLayerImport> {
-        if fs::symlink_metadata(layer_dir).is_ok() {
+        let replaces_empty = is_empty_dir(layer_dir)?;
+        if !replaces_empty && fs::symlink_metadata(layer_dir).is_ok() {
             return Err(Error::Invalid(format!(
-                "{} exists; a layer is imported into a new directory",
+                "{} exists; a layer is imported into a new or empty directory",
                 layer_dir.display()
             )));
         }
@@ -99,6 +105,7 @@ impl CimLayerImport {
             writer,
             temp,
             layer_dir: layer_dir.to_path_buf(),
+            replaces_empty,
             parent_dirs: parents.iter().map(|p| p.dir.clone()).collect(),
             pending: Vec::new(),
             std_files: HashMap::new(),
@@ -132,12 +139,27 @@ impl CimLayerImport {
             }
         }
         let host_files = list_files(self.temp.path())?;
-        if fs::symlink_metadata(&self.layer_dir).is_ok() {
+        if self.replaces_empty {
+            if !is_empty_dir(&self.layer_dir)? {
+                return Err(Error::Invalid(format!("{} was filled while importing", self.layer_dir.display())));
+            }
+            // rename(2) cannot replace a directory on Windows.
+            if cfg!(windows) {
+                fs::remove_dir(&self.layer_dir)
+                    .map_err(|e| Error::io(format!("replacing {}", self.layer_dir.display()), e))?;
+            }
+        } else if fs::symlink_metadata(&self.layer_dir).is_ok() {
             return Err(Error::Invalid(format!("{} appeared while importing", self.layer_dir.display())));
         }
         let temp = self.temp.keep();
+        let restore = |layer_dir: &Path| {
+            if self.replaces_empty {
+                let _ = fs::create_dir(layer_dir);
+            }
+        };
         if let Err(e) = fs::rename(&temp, &self.layer_dir) {
             let _ = fs::remove_dir_all(&temp);
+            restore(&self.layer_dir);
             return Err(Error::io(format!("renaming {} to {}", temp.display(), self.layer_dir.display()), e));
         }
         match self.writer.finish() {
@@ -146,6 +168,7 @@ impl CimLayerImport {
             }
             Err(e) => {
                 let _ = fs::remove_dir_all(&self.layer_dir);
+                restore(&self.layer_dir);
                 Err(e)
             }
         }
@@ -303,6 +326,16 @@ fn list_files(root: &Path) -> Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Whether `path` is a directory (not a link to one) with nothing in it.
+fn is_empty_dir(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::read_dir(path)
+            .map(|mut items| items.next().is_none())
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e)),
+        _ => Ok(false),
+    }
 }
 
 impl LayerSink for CimLayerImport {

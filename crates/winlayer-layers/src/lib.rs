@@ -1,5 +1,9 @@
 //! Windows base layers and CimFS container layers, laid out as hcsshim lays them out.
 //!
+//! * [`apply`]: a layer applied onto a Linux directory (a browsable view with OCI whiteouts
+//!   and Windows metadata as `user.windows.*` attributes), staged until committed.
+//! * [`dir_diff`]: what a directory tree changes against another, as a layer (whiteouts
+//!   for what it lacks), read as `tar from-dir` reads a tree.
 //! * [`base`]: what `wclayer makebaselayer` (hcsshim's `ConvertToBaseLayer`) prepares before
 //!   Windows processes a base layer — valid empty registry hives where a tree has none, the
 //!   utility VM's boot store required — for a layer directory in place, and for any layer
@@ -13,7 +17,10 @@
 //! The names hcsshim treats specially are in [`names`]; docs/layers.md says what is known,
 //! what is assumed, and where winlayer departs from hcsshim.
 
+#[cfg(unix)]
+pub mod apply;
 pub mod base;
+pub mod dir_diff;
 pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;

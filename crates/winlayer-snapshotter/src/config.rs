@@ -5,6 +5,7 @@
 //! root = "/var/lib/winlayer"            # where metadata.redb and snapshots/ live
 //! address = "/run/winlayer/winlayer.sock" # unix socket, or \\.\pipe\NAME on Windows
 //! mode = "windows"                      # windows | cimfs | linux
+//! containerd_address = "/run/containerd/containerd.sock" # whose content service the differ reads
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub struct Config {
     pub address: Option<String>,
     /// The mode.
     pub mode: Option<Mode>,
+    /// containerd's own socket (or pipe), where the differ reads and writes layer blobs.
+    pub containerd_address: Option<String>,
 }
 
 /// Settings with every value decided.
@@ -35,6 +38,8 @@ pub struct Settings {
     pub address: String,
     /// The mode.
     pub mode: Mode,
+    /// containerd's socket (or pipe).
+    pub containerd_address: String,
 }
 
 /// Configuration files larger than this are refused unread.
@@ -66,6 +71,10 @@ impl Config {
             root: flags.root.or(self.root).unwrap_or_else(default_root),
             address: flags.address.or(self.address).unwrap_or_else(default_address),
             mode: flags.mode.or(self.mode).unwrap_or_else(default_mode),
+            containerd_address: flags
+                .containerd_address
+                .or(self.containerd_address)
+                .unwrap_or_else(default_containerd_address),
         }
     }
 }
@@ -78,6 +87,12 @@ pub fn default_root() -> PathBuf {
 /// `\\.\pipe\winlayer` on Windows, `/run/winlayer/winlayer.sock` elsewhere.
 pub fn default_address() -> String {
     if cfg!(windows) { r"\\.\pipe\winlayer".into() } else { "/run/winlayer/winlayer.sock".into() }
+}
+
+/// Where containerd listens by default: `\\.\pipe\containerd-containerd` on Windows,
+/// `/run/containerd/containerd.sock` elsewhere.
+pub fn default_containerd_address() -> String {
+    if cfg!(windows) { r"\\.\pipe\containerd-containerd".into() } else { "/run/containerd/containerd.sock".into() }
 }
 
 /// `windows` on Windows; `linux` elsewhere, the only mode whose mounts work there.

@@ -8,9 +8,12 @@
 //! * [`service`]: the `containerd.services.snapshots.v1.Snapshots` gRPC service;
 //!   [`requests`]: oversized and undecodable requests answered with containerd's codes;
 //!   [`private`]: everything under the root owner-only;
+//! * [`diff`]: the `containerd.services.diff.v1.Diff` service (Apply, Diff) on the same socket,
+//!   reading and writing blobs through containerd's content service;
 //! * [`server`]: the daemon — configuration, owner-only socket or pipe, clean shutdown.
 
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod filter;
 pub mod layout;

@@ -8,6 +8,16 @@ pub mod containerd {
         include!("proto/containerd.types.rs");
     }
     pub mod services {
+        pub mod content {
+            pub mod v1 {
+                include!("proto/containerd.services.content.v1.rs");
+            }
+        }
+        pub mod diff {
+            pub mod v1 {
+                include!("proto/containerd.services.diff.v1.rs");
+            }
+        }
         pub mod snapshots {
             pub mod v1 {
                 include!("proto/containerd.services.snapshots.v1.rs");
@@ -16,5 +26,7 @@ pub mod containerd {
     }
 }
 
+pub use containerd::services::content::v1 as content;
+pub use containerd::services::diff::v1 as diff;
 pub use containerd::services::snapshots::v1 as snapshots;
 pub use containerd::types;

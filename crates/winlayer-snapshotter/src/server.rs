@@ -8,6 +8,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::diff::DiffService;
 use crate::error::{Error, Result};
 use crate::requests;
 use crate::service::SnapshotsService;
@@ -23,24 +24,67 @@ pub fn run(settings: &Settings, ready: impl FnOnce(&Snapshotter)) -> Result<()> 
         .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
     runtime.block_on(async {
         let snapshotter = Arc::new(Snapshotter::open(&settings.root, settings.mode)?);
-        serve(snapshotter, &settings.address, shutdown_signal(), ready).await
+        let differ = DiffService::new(&settings.containerd_address);
+        serve(snapshotter, differ, &settings.address, shutdown_signal(), ready).await
     })
 }
 
-/// Serves `snapshotter` on `address` until `shutdown` completes.
+/// Serves `snapshotter` and `differ` on `address` until `shutdown` completes.
 pub async fn serve(
     snapshotter: Arc<Snapshotter>,
+    differ: DiffService,
     address: &str,
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(&Snapshotter),
 ) -> Result<()> {
     let service = SnapshotsService::new(snapshotter.clone()).into_server();
-    let router = tonic::transport::Server::builder().layer(requests::layer()).add_service(service);
+    let router = tonic::transport::Server::builder()
+        .layer(tower::layer::layer_fn(LogFailures))
+        .layer(requests::layer())
+        .add_service(service)
+        .add_service(differ.into_server());
     let incoming = transport::listen(address)?;
     ready(&snapshotter);
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     transport::unlisten(address);
     served.map_err(|e| Error::internal(format!("serving {address}: {e}")))
+}
+
+/// Logs every snapshots call that fails, with its method and the status (whose message names
+/// the key); successful calls are not logged. The diff service logs its own calls.
+#[derive(Clone)]
+struct LogFailures<S>(S);
+
+type Http<B> = tonic::codegen::http::Request<B>;
+
+impl<S, B, R> tower::Service<Http<B>> for LogFailures<S>
+where
+    S: tower::Service<Http<B>, Response = tonic::codegen::http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = std::result::Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::result::Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Http<B>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            if !method.starts_with("/containerd.services.diff.")
+                && let Some(status) = tonic::Status::from_header_map(response.headers())
+                && status.code() != tonic::Code::Ok
+            {
+                let method = method.rsplit('/').next().unwrap_or(&method);
+                tracing::warn!(method, code = ?status.code(), "{}", status.message());
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C or a service stop on Windows).

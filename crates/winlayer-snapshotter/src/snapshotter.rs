@@ -273,7 +273,7 @@ impl Snapshotter {
                     let _ = remove_path(&removed);
                 }
                 if self.mode() == Mode::Cimfs {
-                    let _ = remove_path(&self.layout.cim_path(record.id));
+                    let _ = cimfs::destroy(&self.layout.cim_path(record.id));
                 }
                 Ok(())
             }

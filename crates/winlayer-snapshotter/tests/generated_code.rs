@@ -6,13 +6,21 @@
 use std::fs;
 use std::path::Path;
 
-const GENERATED: [&str; 2] = ["containerd.services.snapshots.v1.rs", "containerd.types.rs"];
+const GENERATED: [&str; 4] = [
+    "containerd.services.content.v1.rs",
+    "containerd.services.diff.v1.rs",
+    "containerd.services.snapshots.v1.rs",
+    "containerd.types.rs",
+];
 
 #[test]
 fn committed_grpc_code_matches_the_vendored_protos() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let descriptors = protox::compile(["services/snapshots/v1/snapshots.proto"], [crate_dir.join("proto")])
-        .expect("the vendored protos compile");
+    let descriptors = protox::compile(
+        ["services/snapshots/v1/snapshots.proto", "services/diff/v1/diff.proto", "services/content/v1/content.proto"],
+        [crate_dir.join("proto")],
+    )
+    .expect("the vendored protos compile");
     let out = tempfile::tempdir().unwrap();
     tonic_prost_build::configure()
         .build_client(true)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use hyper_util::rt::TokioIo;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint, Uri};
+use winlayer_snapshotter::diff::DiffService;
 use winlayer_snapshotter::proto::snapshots::{self as pb, snapshots_client::SnapshotsClient};
 use winlayer_snapshotter::{Mode, Snapshotter, server};
 
@@ -47,7 +48,10 @@ async fn serve(dir: &std::path::Path) -> Served {
         let shutdown = async {
             let _ = stopped.await;
         };
-        server::serve(snapshotter, &address, shutdown, |_| ready_tx.send(()).unwrap()).await
+        server::serve(snapshotter, DiffService::new("/nonexistent/containerd.sock"), &address, shutdown, |_| {
+            ready_tx.send(()).unwrap()
+        })
+        .await
     });
     ready_rx.await.unwrap();
     Served { socket, stop, server }

@@ -1,0 +1,480 @@
+//! The `containerd.services.diff.v1.Diff` gRPC service: winlayer as containerd's differ (a
+//! `diff` proxy plugin, containerd ≥ 2.0 and 1.7.4+), served beside the snapshots service.
+//!
+//! * **Apply** reads the layer blob from containerd's content service (containerd's own
+//!   socket; the caller's namespace passed on), checks its digest and size as it streams,
+//!   computes the uncompressed digest (the diffID containerd compares with the image config)
+//!   and applies by mount type: `CimFS` through winlayer-layers' CIM import (what `winlayer
+//!   import --format cim` runs), `bind` and `overlay` through its directory apply (a Linux view
+//!   with OCI whiteouts and `user.windows.*` attributes). Nothing is left in the snapshot when
+//!   Apply fails.
+//! * **Diff** writes a canonical Windows layer tar into containerd's content store: of a `CimFS`
+//!   layer against its parent (what `winlayer export` writes), or of a `bind` directory against
+//!   another (read as `tar from-dir` reads a tree, whiteouts for what is gone).
+//!
+//! Other mount types are NotImplemented, so containerd's diff service moves on to the next
+//! differ in its order.
+
+pub mod content;
+pub mod media;
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+use wcow_tar::{Input, LayerReader};
+use winlayer_core::dir::DirOptions;
+use winlayer_core::{Data, Entry, FileTime, LayerSink, LayerSource};
+
+use crate::proto::diff::{self as pb, diff_server};
+use crate::proto::types;
+use content::{BlobReader, ContentStore, Hasher, NAMESPACE_KEY};
+use media::{LayerMedia, OCI_LAYER};
+
+/// The label containerd reads the uncompressed digest of a layer blob from.
+pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
+
+/// The gRPC service.
+#[derive(Clone)]
+pub struct DiffService {
+    content: ContentStore,
+}
+
+impl DiffService {
+    /// A differ reading and writing blobs through the containerd at `containerd_address`.
+    pub fn new(containerd_address: &str) -> Self {
+        DiffService { content: ContentStore::new(containerd_address) }
+    }
+
+    /// The tonic server for this service.
+    pub fn into_server(self) -> diff_server::DiffServer<Self> {
+        diff_server::DiffServer::new(self)
+    }
+}
+
+fn namespace<T>(request: &Request<T>) -> Option<String> {
+    request.metadata().get(NAMESPACE_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// The one mount a differ is given, with its options by key.
+struct TheMount {
+    kind: String,
+    source: PathBuf,
+    options: Vec<String>,
+}
+
+impl TheMount {
+    fn from(mounts: &[types::Mount]) -> Result<TheMount, Status> {
+        match mounts {
+            [m] => {
+                Ok(TheMount { kind: m.r#type.clone(), source: PathBuf::from(&m.source), options: m.options.clone() })
+            }
+            _ => Err(Status::invalid_argument(format!("expected exactly one mount, got {}", mounts.len()))),
+        }
+    }
+
+    fn option(&self, key: &str) -> Option<&str> {
+        self.options.iter().find_map(|o| o.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// A JSON array of paths option (`parentLayerPaths=`, `parentCimPaths=`); absent is empty.
+    fn paths(&self, key: &str) -> Result<Vec<PathBuf>, Status> {
+        match self.option(key) {
+            None => Ok(Vec::new()),
+            Some(text) => serde_json::from_str::<Vec<PathBuf>>(text)
+                .map_err(|e| Status::invalid_argument(format!("mount option {key}={text}: {e}"))),
+        }
+    }
+
+    fn read_only(&self) -> bool {
+        self.options.iter().any(|o| o == "ro")
+    }
+}
+
+/// Where Apply writes, decided from the mount before any byte is read.
+enum Target {
+    Cim {
+        layer_dir: PathBuf,
+        cim: PathBuf,
+        parents: Vec<winlayer_layers::Parent>,
+    },
+    #[cfg(unix)]
+    Dir {
+        dir: PathBuf,
+        lowers: Vec<PathBuf>,
+        whiteouts: winlayer_layers::apply::Whiteouts,
+    },
+}
+
+impl Target {
+    fn of(mount: &TheMount) -> Result<Target, Status> {
+        if mount.read_only() {
+            return Err(Status::invalid_argument(format!("the {} mount is read-only", mount.kind)));
+        }
+        match mount.kind.as_str() {
+            "CimFS" => {
+                let cim = mount
+                    .option("cimpath")
+                    .ok_or_else(|| Status::invalid_argument("the CimFS mount has no cimpath= option"))?;
+                let dirs = mount.paths("parentLayerPaths")?;
+                let cims = mount.paths("parentCimPaths")?;
+                if dirs.len() != cims.len() {
+                    return Err(Status::invalid_argument(format!(
+                        "the CimFS mount names {} parent layers but {} parent CIMs",
+                        dirs.len(),
+                        cims.len()
+                    )));
+                }
+                let parents =
+                    dirs.into_iter().zip(cims).map(|(dir, cim)| winlayer_layers::Parent { dir, cim }).collect();
+                Ok(Target::Cim { layer_dir: mount.source.clone(), cim: PathBuf::from(cim), parents })
+            }
+            #[cfg(not(unix))]
+            "bind" | "overlay" => Err(Status::unimplemented("bind and overlay mounts are Linux mounts")),
+            #[cfg(unix)]
+            "bind" => Ok(Target::Dir {
+                dir: mount.source.clone(),
+                lowers: vec![mount.source.clone()],
+                whiteouts: winlayer_layers::apply::Whiteouts::Remove,
+            }),
+            #[cfg(unix)]
+            "overlay" => {
+                let upper = mount
+                    .option("upperdir")
+                    .ok_or_else(|| Status::invalid_argument("the overlay mount has no upperdir= (a read-only view)"))?;
+                let lowers = mount.option("lowerdir").map_or(Vec::new(), |l| l.split(':').map(PathBuf::from).collect());
+                Ok(Target::Dir {
+                    dir: PathBuf::from(upper),
+                    lowers,
+                    whiteouts: winlayer_layers::apply::Whiteouts::Overlay,
+                })
+            }
+            "windows-layer" => Err(Status::unimplemented(if cfg!(windows) {
+                "winlayer does not apply windows-layer mounts yet; containerd's windows differ (next in its order) does"
+            } else {
+                "windows-layer mounts are applied by Windows' own layer writer (vmcompute), which exists only on \
+                 Windows; containerd's windows differ handles them there"
+            })),
+            "BlockCIM" => Err(Status::unimplemented("BlockCIM layers are not written by winlayer yet")),
+            other => Err(Status::unimplemented(format!("mount type {other:?} is not one winlayer applies layers to"))),
+        }
+    }
+}
+
+/// Counts and hashes the bytes passing through (the uncompressed tar, for its diffID).
+struct Counted<R> {
+    inner: R,
+    state: Arc<Mutex<(Hasher, u64)>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut state = self.state.lock().expect("not poisoned");
+        state.0.update(&buf[..n]);
+        state.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// What an Apply wrote: the uncompressed descriptor and a line for the log.
+struct Applied {
+    diff_id: String,
+    uncompressed: u64,
+    summary: String,
+}
+
+/// Reads the blob as a layer into `sink`, to the last byte; returns the uncompressed digest and
+/// size. A blob that does not match its descriptor is DataLoss, a layer the reader refuses
+/// InvalidArgument.
+fn read_layer(blob: BlobReader, sink: &mut dyn LayerSink) -> Result<(String, u64), Status> {
+    let rest = blob.clone();
+    let state = Arc::new(Mutex::new((Hasher::sha256(), 0u64)));
+    let result = (|| -> winlayer_core::Result<()> {
+        let (_, plain) =
+            wcow_tar::input::decompress(blob).map_err(|e| winlayer_core::Error::io("reading the blob", e))?;
+        let input = Input::from_plain_reader(Counted { inner: plain, state: state.clone() });
+        let mut reader = LayerReader::new(input, wcow_tar::Mode::Strict);
+        reader.read_into(sink)?;
+        // The rest (the archive's padding) belongs to the diffID too, and the blob's digest is
+        // known only at its end.
+        io::copy(&mut reader.into_input(), &mut io::sink())
+            .map_err(|e| winlayer_core::Error::io("reading the end of the layer", e))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // A blob the layer reader or decompressor gave up on may also not be the blob named:
+        // read the rest, so a digest mismatch is told as such.
+        let _ = io::copy(&mut rest.clone(), &mut io::sink());
+    }
+    if let Some(status) = rest.failure() {
+        return Err(status);
+    }
+    result.map_err(|e| Status::invalid_argument(format!("the layer is refused: {e}")))?;
+    let state = state.lock().expect("not poisoned");
+    Ok((state.0.digest(), state.1))
+}
+
+fn apply_blocking(target: Target, blob: BlobReader) -> Result<Applied, Status> {
+    let internal = |e: winlayer_core::Error| match e {
+        winlayer_core::Error::Io { .. } => Status::internal(e.to_string()),
+        _ => Status::invalid_argument(format!("the layer is refused: {e}")),
+    };
+    match target {
+        Target::Cim { layer_dir, cim, parents } => {
+            let mut import = winlayer_layers::CimLayerImport::start(&layer_dir, &cim, &parents).map_err(internal)?;
+            let (diff_id, uncompressed) = read_layer(blob, &mut import)?;
+            let summary = import.finish().map_err(internal)?;
+            let c = &summary.cim;
+            Ok(Applied {
+                diff_id,
+                uncompressed,
+                summary: format!(
+                    "{}: {} records, {} hard links, {} deleted",
+                    c.cim.display(),
+                    c.records,
+                    c.hard_links,
+                    c.deleted
+                ),
+            })
+        }
+        #[cfg(unix)]
+        Target::Dir { dir, lowers, whiteouts } => {
+            let mut apply = winlayer_layers::apply::DirApply::start(&dir, &lowers, whiteouts).map_err(internal)?;
+            let (diff_id, uncompressed) = read_layer(blob, &mut apply)?;
+            let a = apply.commit().map_err(internal)?;
+            let mut summary = format!(
+                "{}: {} files, {} directories, {} links, {} deletions",
+                dir.display(),
+                a.files,
+                a.directories,
+                a.hard_links + a.symlinks,
+                a.deletions
+            );
+            if a.streams_skipped > 0 {
+                summary.push_str(&format!("; {} streams over 64 KiB left out of the view", a.streams_skipped));
+            }
+            Ok(Applied { diff_id, uncompressed, summary })
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl diff_server::Diff for DiffService {
+    async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
+        let started = Instant::now();
+        let ns = namespace(&request);
+        let request = request.into_inner();
+        let digest = request.diff.as_ref().map_or(String::new(), |d| d.digest.clone());
+        let result = async {
+            let desc = request.diff.as_ref().ok_or_else(|| Status::invalid_argument("no layer descriptor"))?;
+            if !request.payloads.is_empty() {
+                return Err(Status::unimplemented(format!(
+                    "stream processor payloads ({}) are not supported",
+                    request.payloads.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            LayerMedia::of(&desc.media_type)?;
+            let mount = TheMount::from(&request.mounts)?;
+            let target = Target::of(&mount)?;
+            let blob = self.content.read(ns.as_deref(), &desc.digest, desc.size).await?;
+            let applied = tokio::task::spawn_blocking(move || apply_blocking(target, blob))
+                .await
+                .map_err(|e| Status::internal(format!("apply task failed: {e}")))??;
+            Ok((mount, desc.size, applied))
+        }
+        .await;
+        match result {
+            Ok((mount, size, applied)) => {
+                tracing::info!(
+                    method = "Apply",
+                    digest = %digest,
+                    mount = %mount.kind,
+                    bytes = size,
+                    uncompressed = applied.uncompressed,
+                    diff_id = %applied.diff_id,
+                    ms = started.elapsed().as_millis() as u64,
+                    "applied {}",
+                    applied.summary
+                );
+                Ok(Response::new(pb::ApplyResponse {
+                    applied: Some(types::Descriptor {
+                        media_type: OCI_LAYER.into(),
+                        digest: applied.diff_id,
+                        size: applied.uncompressed as i64,
+                        annotations: HashMap::new(),
+                    }),
+                }))
+            }
+            Err(status) => {
+                tracing::warn!(method = "Apply", digest = %digest, code = ?status.code(), "{}", status.message());
+                Err(status)
+            }
+        }
+    }
+
+    async fn diff(&self, request: Request<pb::DiffRequest>) -> Result<Response<pb::DiffResponse>, Status> {
+        let started = Instant::now();
+        let ns = namespace(&request);
+        let request = request.into_inner();
+        let result = compare(&self.content, ns.as_deref(), request).await;
+        match result {
+            Ok(desc) => {
+                tracing::info!(
+                    method = "Diff",
+                    digest = %desc.digest,
+                    bytes = desc.size,
+                    ms = started.elapsed().as_millis() as u64,
+                    "layer written to the content store"
+                );
+                Ok(Response::new(pb::DiffResponse { diff: Some(desc) }))
+            }
+            Err(status) => {
+                tracing::warn!(method = "Diff", code = ?status.code(), "{}", status.message());
+                Err(status)
+            }
+        }
+    }
+}
+
+/// A committed CIM layer a mount stands for: the mount's own (`cimpath=` of an existing CIM),
+/// else its first parent (a view of a committed layer has no CIM of its own).
+fn cim_layer(mount: &TheMount) -> Result<(PathBuf, PathBuf), Status> {
+    if let Some(cim) = mount.option("cimpath").map(PathBuf::from).filter(|c| c.is_file()) {
+        return Ok((mount.source.clone(), cim));
+    }
+    let dirs = mount.paths("parentLayerPaths")?;
+    let cims = mount.paths("parentCimPaths")?;
+    match (dirs.first(), cims.first()) {
+        (Some(d), Some(c)) => Ok((d.clone(), c.clone())),
+        _ => Err(Status::invalid_argument(format!(
+            "the CimFS mount of {} holds no committed layer",
+            mount.source.display()
+        ))),
+    }
+}
+
+async fn compare(
+    content: &ContentStore,
+    ns: Option<&str>,
+    request: pb::DiffRequest,
+) -> Result<types::Descriptor, Status> {
+    let left = TheMount::from(&request.left)?;
+    let right = TheMount::from(&request.right)?;
+    let media = LayerMedia::for_output(&request.media_type)?;
+    let compression = media.compression;
+    let epoch = request.source_date_epoch.map(|t| t.seconds);
+    let refused = |e: winlayer_core::Error| Status::invalid_argument(e.to_string());
+    let changes: Box<dyn FnOnce() -> Result<winlayer_core::Sorted, Status> + Send> =
+        match (left.kind.as_str(), right.kind.as_str()) {
+            ("CimFS", "CimFS") => {
+                let (layer_dir, cim) = cim_layer(&right)?;
+                let (_, lower_cim) = cim_layer(&left)?;
+                Box::new(move || {
+                    let base = !lower_cim.exists() || lower_cim == cim;
+                    let parent = (!base).then_some(lower_cim.as_path());
+                    Ok(winlayer_layers::export_cim(&layer_dir, &cim, parent).map_err(refused)?.0)
+                })
+            }
+            ("bind", "bind") => {
+                let (lower, upper) = (left.source.clone(), right.source.clone());
+                let options = DirOptions { base: false, owner: "BA".into(), source_date_epoch: epoch };
+                Box::new(move || winlayer_layers::dir_diff::dir_changes(&lower, &upper, options).map_err(refused))
+            }
+            (l, r) => {
+                return Err(Status::unimplemented(format!(
+                    "winlayer compares CimFS layers and bind directories; got {r} against {l}"
+                )));
+            }
+        };
+    let written = tokio::task::spawn_blocking(move || export_layer(changes()?, compression, epoch))
+        .await
+        .map_err(|e| Status::internal(format!("diff task failed: {e}")))??;
+    let mut labels = request.labels.clone();
+    labels.insert(UNCOMPRESSED_LABEL.into(), written.diff_id.clone());
+    let reference =
+        if request.r#ref.is_empty() { format!("winlayer-diff-{}", written.digest) } else { request.r#ref.clone() };
+    let file = written.file.reopen().map_err(|e| Status::internal(format!("reopening the layer written: {e}")))?;
+    content.write(ns, &reference, file, written.size, &written.digest, labels).await?;
+    Ok(types::Descriptor {
+        media_type: media.media_type.clone(),
+        digest: written.digest,
+        size: written.size as i64,
+        annotations: HashMap::new(),
+    })
+}
+
+/// A layer tar written to a temporary file, with its digests.
+struct Written {
+    file: tempfile::NamedTempFile,
+    digest: String,
+    diff_id: String,
+    size: u64,
+}
+
+/// Writes a layer as a canonical layer tar, its times clamped to `epoch`.
+fn export_layer(
+    sorted: winlayer_core::Sorted,
+    compression: wcow_tar::Compression,
+    epoch: Option<i64>,
+) -> Result<Written, Status> {
+    let refused = |e: winlayer_core::Error| Status::invalid_argument(e.to_string());
+    let io = |e: io::Error| Status::internal(format!("writing the layer: {e}"));
+    let file = tempfile::NamedTempFile::new().map_err(io)?;
+    let diff_id = Arc::new(Mutex::new((Hasher::sha256(), 0u64)));
+    let blob = Arc::new(Mutex::new((Hasher::sha256(), 0u64)));
+    {
+        let counted_blob = Tee { inner: file.as_file().try_clone().map_err(io)?, state: blob.clone() };
+        let compressed = wcow_tar::Output::new(counted_blob, compression).map_err(io)?;
+        let mut writer = wcow_tar::TarWriter::new(Tee { inner: compressed, state: diff_id.clone() });
+        let latest = epoch.and_then(|s| FileTime::from_unix(s, 0));
+        sorted.send_to(&mut ClampTimes { inner: &mut writer, latest }).map_err(refused)?;
+        let tee = writer.finish().map_err(refused)?;
+        tee.inner.finish().map_err(io)?;
+    }
+    let (diff_id, blob) = (diff_id.lock().expect("not poisoned"), blob.lock().expect("not poisoned"));
+    Ok(Written { digest: blob.0.digest(), diff_id: diff_id.0.digest(), size: blob.1, file })
+}
+
+/// Hashes and counts the bytes written through it.
+struct Tee<W> {
+    inner: W,
+    state: Arc<Mutex<(Hasher, u64)>>,
+}
+
+impl<W: io::Write> io::Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let mut state = self.state.lock().expect("not poisoned");
+        state.0.update(&buf[..n]);
+        state.1 += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Times later than `latest` become `latest` (containerd's `source_date_epoch`: what a build
+/// wrote after the epoch carries the epoch).
+struct ClampTimes<'a> {
+    inner: &'a mut dyn LayerSink,
+    latest: Option<FileTime>,
+}
+
+impl LayerSink for ClampTimes<'_> {
+    fn entry(&mut self, entry: &Entry, data: &mut Data<'_>) -> winlayer_core::Result<()> {
+        let Some(latest) = self.latest else { return self.inner.entry(entry, data) };
+        let mut entry = entry.clone();
+        let m = &mut entry.meta;
+        for t in [&mut m.creation, &mut m.last_write, &mut m.last_access, &mut m.change] {
+            if *t > latest {
+                *t = latest;
+            }
+        }
+        self.inner.entry(&entry, data)
+    }
+}
