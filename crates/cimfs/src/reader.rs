@@ -105,9 +105,11 @@ impl ImageFiles {
         }
     }
 
-    /// The path of `name` there, for messages (a bare name for files in memory).
+    /// The path of `name` there, for messages (a bare name for files in memory, or in the
+    /// current directory, as the caller spelt it).
     fn path(&self, name: &str) -> PathBuf {
         match self {
+            ImageFiles::Dir(dir) if dir == Path::new(".") => PathBuf::from(name),
             ImageFiles::Dir(dir) => dir.join(name),
             ImageFiles::Memory(_) => PathBuf::from(name),
         }
