@@ -10,8 +10,10 @@
 #      layers applied in order (checked by Python's tarfile against the image's own layer
 #      tars) and equals what `winlayer import --format cim` writes from the same tars;
 #      linux mode: an overlay mount of the snapshots (bind, then overlay upper) shows the same;
-#   4. a second pull applies nothing; `ctr image rm --sync` leaves no snapshot, no CIM, no
-#      snapshot directory behind;
+#   4. a second pull applies nothing; an image `winlayer image append` builds on that image
+#      (pushed to the same registry) pulls with one more Apply, its top CIM chain holding the
+#      base's view plus the appended directory; `ctr image rm --sync` leaves no snapshot, no
+#      CIM, no snapshot directory behind;
 #   5. before the daemons: tests/go/differ, containerd's own diff/snapshots proxy clients and
 #      content server (a local store) against winlayer serve in both modes.
 # Needs root (containerd, overlay mounts), Go >= 1.26.6 (`go` on PATH, or $CONTAINERD2_GO),
@@ -113,6 +115,16 @@ PY
 }
 view_of_layers $work/base.tar.gz $work/app.tar.gz | sort > $work/expected.view
 
+# winlayer image append: a small directory (its tree becomes Files/…) onto the pushed image;
+# the merged view it must give is the base's plus the directory's.
+mkdir -p $work/extra/Files/winlayer-app/bin
+echo "appended by winlayer image append" > $work/extra/Files/winlayer-app/readme.txt
+head -c 300000 /dev/urandom > $work/extra/Files/winlayer-app/bin/app.exe
+appended=$registry/winlayer/appended:1
+$winlayer image append --base $ref --layer $work/extra/Files -t $appended --insecure --json > $work/append.json
+{ cat $work/expected.view; view_of_tree $work/extra; } | sort > $work/appended.view
+ok "winlayer image append built $appended on $ref and pushed it to docker-registry"
+
 # run_mode MODE VERSION: a fresh winlayer serve and containerd VERSION, the pull, its checks,
 # the removal.
 run_mode() {
@@ -176,6 +188,19 @@ run_mode() {
   $ctr image pull --plain-http --platform windows/amd64 --snapshotter winlayer $ref > $dir/pull2.log 2>&1 || die "$mode: second pull"
   [ "$(grep -c 'applied' $dir/serve.log)" = 2 ] || die "$mode: the second pull applied layers again"
   ok "$mode: a second pull unpacks nothing"
+
+  if [ $mode = cimfs ]; then
+    $ctr image pull --plain-http --platform windows/amd64 --snapshotter winlayer $appended > $dir/pull3.log 2>&1 ||
+      { cat $dir/pull3.log $dir/serve.log; die "cimfs: ctr image pull of winlayer image append's image"; }
+    [ "$(grep -c 'applied' $dir/serve.log)" = 3 ] || { cat $dir/serve.log; die "cimfs: the appended image did not apply exactly its one new layer"; }
+    local top3
+    top3=$(ls $root/snapshots/cim-layers/*.cim | sort -V | tail -1)
+    $winlayer cim extract $top3 $dir/top3 > /dev/null 2>&1
+    view_of_tree $dir/top3 | sort > $dir/got3.view
+    diff -u $work/appended.view $dir/got3.view > $dir/view3.diff || { head -40 $dir/view3.diff; die "cimfs: the appended image's merged view"; }
+    ok "cimfs: containerd pulled winlayer image append's image (base snapshots reused, one Apply); its top CIM chain is the base's view plus the appended files ($(wc -l < $dir/got3.view) paths)"
+    $ctr image rm --sync $appended > /dev/null
+  fi
 
   $ctr image rm --sync $ref > /dev/null
   local left
