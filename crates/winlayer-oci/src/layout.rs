@@ -163,6 +163,7 @@ pub fn fetched_descriptor(fetched: &Fetched) -> Descriptor {
 }
 
 /// One image of a layout: a [`Source`] and a [`Target`].
+#[derive(Clone)]
 pub struct LayoutImage {
     layout: Layout,
     tag: Option<String>,
@@ -256,6 +257,10 @@ impl Source for LayoutImage {
     fn blob_file(&self, desc: &Descriptor) -> Option<PathBuf> {
         Some(self.layout.blob_path(desc.digest()))
     }
+
+    fn fork(&self) -> Box<dyn Source + Send> {
+        Box::new(self.clone())
+    }
 }
 
 impl Target for LayoutImage {
@@ -297,5 +302,9 @@ impl Target for LayoutImage {
             self.layout.put_bytes(&desc, &manifest.bytes)?;
         }
         self.layout.tag(manifest, platform, self.tag.as_deref().unwrap_or("latest"))
+    }
+
+    fn fork(&self) -> Box<dyn Target + Send> {
+        Box::new(self.clone())
     }
 }

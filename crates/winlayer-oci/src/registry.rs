@@ -50,6 +50,7 @@ enum Body<'a> {
 }
 
 /// One repository of one registry: a [`Source`] and a [`Target`].
+#[derive(Clone)]
 pub struct Registry {
     agent: ureq::Agent,
     reference: Reference,
@@ -515,6 +516,10 @@ impl Source for Registry {
     fn reference(&self) -> Option<&Reference> {
         Some(&self.reference)
     }
+
+    fn fork(&self) -> Box<dyn Source + Send> {
+        Box::new(self.clone())
+    }
 }
 
 impl Target for Registry {
@@ -595,5 +600,9 @@ impl Target for Registry {
         let response = Self::expect(response, &[201, 200], &what)?;
         drop(error_body(response));
         Ok(())
+    }
+
+    fn fork(&self) -> Box<dyn Target + Send> {
+        Box::new(self.clone())
     }
 }

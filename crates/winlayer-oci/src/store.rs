@@ -1,10 +1,12 @@
 //! Images read from and written to a registry or a layout, and `copy` between any two.
 //!
 //! A copy resolves the source to one manifest (choosing from an index by platform), checks its
-//! config, and sends every blob the destination lacks: mounted from another repository of the
+//! config, and sends every blob the destination lacks, up to four at once (each on its own
+//! thread with its own source and destination handle): mounted from another repository of the
 //! same registry when it can be, else streamed through a file (a layout's own blob file, or a
 //! temporary one) with its digest and size checked. Foreign layers stay references. The
-//! manifest goes last, so a destination never names a blob it does not hold.
+//! manifest goes last, after every blob is in, so a destination never names a blob it does not
+//! hold.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,7 +22,8 @@ use crate::registry::{Options, Registry};
 use crate::{Result, invalid};
 
 /// Follows blob transfers, e.g. with progress bars. Every method has a silent default.
-pub trait Progress {
+/// Several blobs move at once (from several threads), each told apart by its digest.
+pub trait Progress: Sync {
     /// A transfer of `size` bytes of `digest` starts (`verb`: pulling, pushing, copying).
     fn begin(&self, _digest: &Digest, _size: u64, _verb: &str) {}
     /// `n` more bytes moved.
@@ -62,6 +65,8 @@ pub trait Source {
     fn reference(&self) -> Option<&Reference> {
         None
     }
+    /// Another handle on the same image, for a transfer on another thread.
+    fn fork(&self) -> Box<dyn Source + Send>;
 }
 
 /// Where images are written.
@@ -94,6 +99,8 @@ pub trait Target {
     }
     /// Stores the image's manifest and names it; the last step of a copy.
     fn put_manifest(&mut self, manifest: &Fetched, platform: &Platform) -> Result<()>;
+    /// Another handle on the same destination, for a transfer on another thread.
+    fn fork(&self) -> Box<dyn Target + Send>;
 }
 
 /// Copies a file into `out`.
@@ -227,13 +234,30 @@ pub fn copy(
 ) -> Result<CopyReport> {
     let resolved = resolve(source, platform)?;
     let m = &resolved.manifest;
-    let mut blobs = Vec::new();
-    for desc in std::iter::once(m.config()).chain(m.layers()) {
-        let media_type = desc.media_type().to_string();
-        let outcome =
-            if manifest::is_foreign(&media_type) { "foreign" } else { send_blob(source, target, desc, progress)? };
-        blobs.push(BlobReport { digest: desc.digest().to_string(), media_type, size: desc.size(), outcome });
-    }
+    let descs: Vec<&Descriptor> = std::iter::once(m.config()).chain(m.layers()).collect();
+    // Each distinct blob is sent once; a digest listed again is there by then ("exists").
+    let mut seen = std::collections::HashSet::new();
+    let wanted: Vec<&Descriptor> = descs
+        .iter()
+        .copied()
+        .filter(|d| !manifest::is_foreign(d.media_type().to_string().as_str()) && seen.insert(d.digest().clone()))
+        .collect();
+    let mut outcomes = send_blobs(&*source, &*target, &wanted, progress)?.into_iter();
+    let mut sent = std::collections::HashSet::new();
+    let blobs = descs
+        .iter()
+        .map(|desc| {
+            let media_type = desc.media_type().to_string();
+            let outcome = if manifest::is_foreign(&media_type) {
+                "foreign"
+            } else if sent.insert(desc.digest().clone()) {
+                outcomes.next().expect("one outcome per distinct blob")
+            } else {
+                "exists"
+            };
+            BlobReport { digest: desc.digest().to_string(), media_type, size: desc.size(), outcome }
+        })
+        .collect();
     target.put_manifest(&resolved.fetched, &resolved.platform)?;
     Ok(CopyReport {
         source: source.name(),
@@ -243,6 +267,49 @@ pub fn copy(
         media_type: resolved.fetched.media_type.clone(),
         blobs,
     })
+}
+
+/// Blobs sent at once by a copy: enough to overlap round trips and hashing, few enough to be
+/// polite to a registry.
+const TRANSFERS: usize = 4;
+
+/// Sends `descs` on up to [`TRANSFERS`] threads, each with its own source and target handle;
+/// returns what was done to each, in order. After a failure no new blob is started, and the
+/// first failing blob (in `descs` order) is the error.
+fn send_blobs(
+    source: &dyn Source,
+    target: &dyn Target,
+    descs: &[&Descriptor],
+    progress: &dyn Progress,
+) -> Result<Vec<&'static str>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<&'static str>>>> = descs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..TRANSFERS.min(descs.len()) {
+            let (mut source, mut target) = (source.fork(), target.fork());
+            let (next, failed, results) = (&next, &failed, &results);
+            scope.spawn(move || {
+                while !failed.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(desc) = descs.get(i) else { break };
+                    let result = send_blob(source.as_mut(), target.as_mut(), desc, progress);
+                    failed.fetch_or(result.is_err(), Ordering::SeqCst);
+                    *results[i].lock().expect("no panic while held") = Some(result);
+                }
+            });
+        }
+    });
+    let mut outcomes = Vec::with_capacity(descs.len());
+    for result in results {
+        match result.into_inner().expect("no panic while held") {
+            Some(result) => outcomes.push(result?),
+            None => unreachable!("a blob left unsent without an earlier failure"),
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Sends one blob unless the target has it; returns what was done.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -193,6 +193,37 @@ fn a_good_registry_is_pulled_and_the_layout_holds_every_blob() {
     want.sort();
     names.sort();
     assert_eq!((names, index), (want, true));
+}
+
+#[test]
+fn a_manifests_blobs_are_transferred_at_once() {
+    // The config's second fetch (the copy's, after resolve's) is answered only once the
+    // layer's download has begun: a copy sending one blob after the other cannot finish.
+    let img = image("windows");
+    let (layer, config) = (
+        format!("/v2/team/app/blobs/{}", digest::of(&img.layer)),
+        format!("/v2/team/app/blobs/{}", digest::of(&img.config)),
+    );
+    let layer_started = Arc::new(AtomicBool::new(false));
+    let config_fetches = AtomicUsize::new(0);
+    let addr = registry(img, move |req, _, _| {
+        if req.path == layer {
+            layer_started.store(true, Ordering::SeqCst);
+        } else if req.path == config && config_fetches.fetch_add(1, Ordering::SeqCst) > 0 {
+            for _ in 0..200 {
+                if layer_started.load(Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return Some(reply(500, "the config was fetched alone"));
+        }
+        None
+    });
+    let t = tempfile::tempdir().unwrap();
+    let report = pull(&addr, t.path()).unwrap();
+    assert_eq!(report.blobs.iter().map(|b| b.outcome).collect::<Vec<_>>(), ["copied", "copied"]);
+    assert!(left_behind(t.path()).1, "no index.json");
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! `winlayer image …`: Windows images between registries and OCI image layouts (the
 //! winlayer-oci crate); parse, call, print.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
@@ -235,12 +234,12 @@ fn registry(text: &str) -> Result<Location> {
 /// One progress bar per blob, on a terminal.
 struct Bars {
     multi: MultiProgress,
-    bars: RefCell<HashMap<String, ProgressBar>>,
+    bars: std::sync::Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl Bars {
     fn new() -> Bars {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: RefCell::default() }
+        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Default::default() }
     }
 }
 
@@ -253,19 +252,19 @@ impl Progress for Bars {
         bar.set_style(style);
         bar.set_prefix(verb.to_string());
         bar.set_message(digest.digest()[..12].to_string());
-        if let Some(old) = self.bars.borrow_mut().insert(digest.to_string(), bar) {
+        if let Some(old) = self.bars.lock().expect("no panic while held").insert(digest.to_string(), bar) {
             old.finish_and_clear();
         }
     }
 
     fn advance(&self, digest: &Digest, n: u64) {
-        if let Some(bar) = self.bars.borrow().get(&digest.to_string()) {
+        if let Some(bar) = self.bars.lock().expect("no panic while held").get(&digest.to_string()) {
             bar.inc(n);
         }
     }
 
     fn end(&self, digest: &Digest, _outcome: &str) {
-        if let Some(bar) = self.bars.borrow_mut().remove(&digest.to_string()) {
+        if let Some(bar) = self.bars.lock().expect("no panic while held").remove(&digest.to_string()) {
             bar.finish_and_clear();
         }
     }
