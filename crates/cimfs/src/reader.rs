@@ -210,7 +210,9 @@ pub fn destroy(cim: &Path) -> Result<()> {
     for item in fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
         let other = item.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?.path();
         let is_cim = other.extension().is_some_and(|e| e.eq_ignore_ascii_case("cim"));
-        let shares = || sets_of(other.file_name().unwrap_or_default()).is_some_and(|(_, sets)| sets.iter().any(|s| s.id == own.id));
+        let shares = || {
+            sets_of(other.file_name().unwrap_or_default()).is_some_and(|(_, sets)| sets.iter().any(|s| s.id == own.id))
+        };
         if is_cim && shares() {
             return Ok(());
         }
