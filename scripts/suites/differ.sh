@@ -35,7 +35,7 @@ if ! command -v $go >/dev/null; then
   exit 0
 fi
 source scripts/containerd2.sh
-source scripts/lib/containerd2.sh
+source scripts/lib/registry-and-containerd.sh
 declare -A bins
 for version in "${containerd2_versions[@]}"; do bins[$version]=$(containerd2_build $version); done
 cargo build -q --locked -p winlayer
