@@ -89,13 +89,7 @@ impl CimLayerImport {
     /// `layer_dir` may also be an empty directory (what containerd's snapshotter prepares for
     /// an extraction): it is replaced by the finished layer, and is empty again after a failure.
     pub fn start(layer_dir: &Path, cim: &Path, parents: &[Parent]) -> Result<CimLayerImport> {
-        let replaces_empty = is_empty_dir(layer_dir)?;
-        if !replaces_empty && fs::symlink_metadata(layer_dir).is_ok() {
-            return Err(Error::Invalid(format!(
-                "{} exists; a layer is imported into a new or empty directory",
-                layer_dir.display()
-            )));
-        }
+        let replaces_empty = new_or_empty(layer_dir)?;
         check_parents(parents)?;
         let writer = CimWriter::create(cim, parents.first().map(|p| p.cim.as_path()))?;
         let beside = layer_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -139,36 +133,13 @@ impl CimLayerImport {
             }
         }
         let host_files = list_files(self.temp.path())?;
-        if self.replaces_empty {
-            if !is_empty_dir(&self.layer_dir)? {
-                return Err(Error::Invalid(format!("{} was filled while importing", self.layer_dir.display())));
-            }
-            // rename(2) cannot replace a directory on Windows.
-            if cfg!(windows) {
-                fs::remove_dir(&self.layer_dir)
-                    .map_err(|e| Error::io(format!("replacing {}", self.layer_dir.display()), e))?;
-            }
-        } else if fs::symlink_metadata(&self.layer_dir).is_ok() {
-            return Err(Error::Invalid(format!("{} appeared while importing", self.layer_dir.display())));
-        }
-        let temp = self.temp.keep();
-        let restore = |layer_dir: &Path| {
-            if self.replaces_empty {
-                let _ = fs::create_dir(layer_dir);
-            }
-        };
-        if let Err(e) = fs::rename(&temp, &self.layer_dir) {
-            let _ = fs::remove_dir_all(&temp);
-            restore(&self.layer_dir);
-            return Err(Error::io(format!("renaming {} to {}", temp.display(), self.layer_dir.display()), e));
-        }
+        place_dir(self.temp, &self.layer_dir, self.replaces_empty)?;
         match self.writer.finish() {
             Ok(cim) => {
                 Ok(ImportSummary { layer_dir: self.layer_dir, base: self.parent_dirs.is_empty(), host_files, cim })
             }
             Err(e) => {
-                let _ = fs::remove_dir_all(&self.layer_dir);
-                restore(&self.layer_dir);
+                unplace_dir(&self.layer_dir, self.replaces_empty);
                 Err(e)
             }
         }
@@ -274,9 +245,56 @@ impl CimLayerImport {
     }
 }
 
+/// Whether `layer_dir` is an empty directory (what a layer replaces); an error when it is
+/// anything but that or absent.
+pub(crate) fn new_or_empty(layer_dir: &Path) -> Result<bool> {
+    let replaces_empty = is_empty_dir(layer_dir)?;
+    if !replaces_empty && fs::symlink_metadata(layer_dir).is_ok() {
+        return Err(Error::Invalid(format!(
+            "{} exists; a layer is imported into a new or empty directory",
+            layer_dir.display()
+        )));
+    }
+    Ok(replaces_empty)
+}
+
+/// Moves the staged layer directory `temp` to `layer_dir`, which is new or, with
+/// `replaces_empty`, an empty directory it replaces. On failure `layer_dir` is as it was.
+pub(crate) fn place_dir(temp: tempfile::TempDir, layer_dir: &Path, replaces_empty: bool) -> Result<()> {
+    if replaces_empty {
+        if !is_empty_dir(layer_dir)? {
+            return Err(Error::Invalid(format!("{} was filled while importing", layer_dir.display())));
+        }
+        // rename(2) cannot replace a directory on Windows.
+        if cfg!(windows) {
+            fs::remove_dir(layer_dir).map_err(|e| Error::io(format!("replacing {}", layer_dir.display()), e))?;
+        }
+    } else if fs::symlink_metadata(layer_dir).is_ok() {
+        return Err(Error::Invalid(format!("{} appeared while importing", layer_dir.display())));
+    }
+    let temp = temp.keep();
+    if let Err(e) = fs::rename(&temp, layer_dir) {
+        let _ = fs::remove_dir_all(&temp);
+        if replaces_empty && cfg!(windows) {
+            let _ = fs::create_dir(layer_dir);
+        }
+        return Err(Error::io(format!("renaming {} to {}", temp.display(), layer_dir.display()), e));
+    }
+    Ok(())
+}
+
+/// Takes back what [`place_dir`] did: `layer_dir` gone, or empty again when it replaced an
+/// empty directory.
+pub(crate) fn unplace_dir(layer_dir: &Path, replaces_empty: bool) {
+    let _ = fs::remove_dir_all(layer_dir);
+    if replaces_empty {
+        let _ = fs::create_dir(layer_dir);
+    }
+}
+
 /// Checks that `parents` are one fork chain (each the fork of the next, the last a base layer
 /// whose directory has the `layout` file), each with a directory.
-fn check_parents(parents: &[Parent]) -> Result<()> {
+pub(crate) fn check_parents(parents: &[Parent]) -> Result<()> {
     let mut below: Option<Cim> = None;
     for (i, parent) in parents.iter().enumerate().rev() {
         if !parent.dir.is_dir() {
@@ -311,7 +329,7 @@ fn check_parents(parents: &[Parent]) -> Result<()> {
 }
 
 /// The files below `root`, as `/`-separated relative paths in byte order.
-fn list_files(root: &Path) -> Result<Vec<String>> {
+pub(crate) fn list_files(root: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut todo = vec![root.to_path_buf()];
     while let Some(dir) = todo.pop() {
@@ -329,7 +347,7 @@ fn list_files(root: &Path) -> Result<Vec<String>> {
 }
 
 /// Whether `path` is a directory (not a link to one) with nothing in it.
-fn is_empty_dir(path: &Path) -> Result<bool> {
+pub(crate) fn is_empty_dir(path: &Path) -> Result<bool> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => fs::read_dir(path)
             .map(|mut items| items.next().is_none())

@@ -20,6 +20,7 @@
 #[cfg(unix)]
 pub mod apply;
 pub mod base;
+pub mod converted;
 pub mod dir_diff;
 pub mod export;
 #[doc(hidden)]
