@@ -511,3 +511,133 @@ fn xattr_get(path: &Path, name: &str) -> String {
 fn is_root() -> bool {
     std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false)
 }
+
+/// Layers converted as `winlayer image convert` converts them: imported into a chain of their
+/// own, packed, zstd-compressed; descriptors carry the source's diffID and size.
+fn convert(tars: &[Vec<u8>]) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+    use winlayer_layers::converted;
+    let t = tempfile::tempdir().unwrap();
+    let mut parents: Vec<winlayer_layers::Parent> = Vec::new();
+    let mut out = Vec::new();
+    for (i, tar) in tars.iter().enumerate() {
+        let (dir, cim) = (t.path().join(format!("layer{i}")), t.path().join(format!("{i}.cim")));
+        let mut import = winlayer_layers::CimLayerImport::start(&dir, &cim, &parents).unwrap();
+        let input = wcow_tar::reader::from_bytes(tar.clone()).unwrap();
+        wcow_tar::LayerReader::new(input, wcow_tar::Mode::Strict).send_to(&mut import).unwrap();
+        import.finish().unwrap();
+        let mut zstd = wcow_tar::Output::new(Vec::new(), wcow_tar::Compression::Zstd).unwrap();
+        converted::pack(&dir, &cim, &mut zstd).unwrap();
+        let annotations = HashMap::from([
+            (converted::SOURCE_DIGEST.to_string(), sha256(&gzip(tar))),
+            (converted::SOURCE_DIFF_ID.to_string(), sha256(tar)),
+            (converted::SOURCE_SIZE.to_string(), tar.len().to_string()),
+        ]);
+        out.push((zstd.finish().unwrap(), annotations));
+        parents.insert(0, winlayer_layers::Parent { dir, cim });
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn converted_layers_unpack_as_their_source_would() {
+    use winlayer_layers::converted::{MEDIA_TYPE, SOURCE_DIFF_ID, SOURCE_SIZE};
+    let tars = [base_layer(), app_layer()];
+    let converted = convert(&tars);
+    // The same layers the ordinary way, for comparison.
+    let mut plain = Fixture::start(Mode::Cimfs).await;
+    let mut f = Fixture::start(Mode::Cimfs).await;
+    let mut parent = String::new();
+    for (i, (tar, (blob, annotations))) in tars.iter().zip(&converted).enumerate() {
+        let key = format!("extract-{i} layer{i}");
+        let mounts = plain.prepare(&key, &parent).await;
+        plain.apply(&plain.put(tar.clone(), TAR_LAYER), mounts).await.unwrap();
+        plain.commit(&format!("layer{i}"), &key).await;
+        let mounts = f.prepare(&key, &parent).await;
+        let mut desc = f.put(blob.clone(), MEDIA_TYPE);
+        desc.annotations = annotations.clone();
+        let applied = f.apply(&desc, mounts).await.unwrap();
+        assert_eq!((applied.digest.clone(), applied.size), (sha256(tar), tar.len() as i64), "the source's diffID");
+        f.commit(&format!("layer{i}"), &key).await;
+        parent = format!("layer{i}");
+    }
+    let files = |root: PathBuf| -> Vec<(String, Vec<u8>)> {
+        tree(&root)
+            .into_iter()
+            .filter(|p| root.join(p).is_file())
+            .map(|p| (p.clone(), std::fs::read(root.join(&p)).unwrap()))
+            .collect()
+    };
+    let (got, want) = (files(f.root().join("snapshots")), files(plain.root().join("snapshots")));
+    assert!(
+        !want.is_empty() && got == want,
+        "the snapshots are not what the tars give:\n{:?}\n{:?}",
+        got.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        want.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+
+    // Bad converted blobs: refused with their code, the snapshot as it was.
+    let mounts = f.prepare("extract-bad", "layer0").await;
+    let snapshot = PathBuf::from(&mounts[0].source);
+    let before = (tree(&snapshot), tree(&f.root().join("snapshots/cim-layers")));
+    let (blob, annotations) = &converted[1];
+    let with = |f: &Fixture, blob: Vec<u8>, edit: &dyn Fn(&mut HashMap<String, String>)| {
+        let mut desc = f.put(blob, MEDIA_TYPE);
+        desc.annotations = annotations.clone();
+        edit(&mut desc.annotations);
+        desc
+    };
+    let mut cases: Vec<(&str, types::Descriptor, Code, &str)> = Vec::new();
+    cases.push((
+        "no diffID",
+        with(&f, blob.clone(), &|a| drop(a.remove(SOURCE_DIFF_ID))),
+        Code::InvalidArgument,
+        SOURCE_DIFF_ID,
+    ));
+    cases.push((
+        "bad diffID",
+        with(&f, blob.clone(), &|a| drop(a.insert(SOURCE_DIFF_ID.into(), "sha256:xyz".into()))),
+        Code::InvalidArgument,
+        "not a sha256 digest",
+    ));
+    cases.push((
+        "bad size",
+        with(&f, blob.clone(), &|a| drop(a.insert(SOURCE_SIZE.into(), "-1".into()))),
+        Code::InvalidArgument,
+        "not a size",
+    ));
+    let wrong = with(&f, blob.clone(), &|_| ());
+    let mut flipped = blob.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    f.content.blobs.lock().unwrap().insert(wrong.digest.clone(), flipped);
+    cases.push(("bytes not matching the digest", wrong, Code::DataLoss, "does not match its digest"));
+    let mut hostile = wcow_tar::header::HeaderBuilder::new(b"layer/../../escape", b'0', 0o644, 1, 0).finish().to_vec();
+    hostile.extend_from_slice(&[b'x'; 512]);
+    hostile.resize(512 * 4, 0);
+    cases.push((
+        "hostile member",
+        with(&f, hostile, &|_| ()),
+        Code::InvalidArgument,
+        "not a file a CIM layer directory holds",
+    ));
+    cases.push((
+        "the base where the app belongs",
+        with(&f, converted[0].0.clone(), &|_| ()),
+        Code::InvalidArgument,
+        "snapshot's parent",
+    ));
+    for (what, desc, code, needle) in cases {
+        let status = f.apply(&desc, mounts.clone()).await.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+        assert!(status.message().contains(needle), "{what}: {:?} lacks {needle:?}", status.message());
+        let after = (tree(&snapshot), tree(&f.root().join("snapshots/cim-layers")));
+        assert_eq!(after, before, "{what}: nothing is left behind");
+    }
+    // Linux mode's bind mounts do not take converted layers: containerd moves on.
+    let mut linux = Fixture::start(Mode::Linux).await;
+    let mounts = linux.prepare("extract-1 base", "").await;
+    let mut desc = linux.put(converted[0].0.clone(), MEDIA_TYPE);
+    desc.annotations = converted[0].1.clone();
+    let status = linux.apply(&desc, mounts).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}

@@ -113,8 +113,17 @@ fn containerd_config(settings: &Settings) -> String {
          [[plugins.\"io.containerd.transfer.v1.local\".unpack_config]]\n\
          \x20 platform = \"windows/amd64\"\n\
          \x20 snapshotter = \"winlayer\"\n\
-         \x20 differ = \"winlayer-diff\"\n",
+         \x20 differ = \"winlayer-diff\"\n{layer_types}",
         mode = settings.mode,
         root = settings.root.display(),
+        layer_types = if settings.mode == Mode::Cimfs {
+            format!(
+                "\x20 # pre-converted CIM layers (docs/converted-layers.md): containerd >= 2.1 unpacks them, 2.0 \
+                 ignores this\n\x20 layer_types = [\"{}\"]\n",
+                winlayer_layers::converted::MEDIA_TYPE
+            )
+        } else {
+            String::new()
+        },
     )
 }

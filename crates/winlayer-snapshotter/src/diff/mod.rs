@@ -12,6 +12,10 @@
 //!   layer against its parent (what `winlayer export` writes), or of a `bind` directory against
 //!   another (read as `tar from-dir` reads a tree, whiteouts for what is gone).
 //!
+//! A pre-converted CIM layer (docs/converted-layers.md) is applied to a `CimFS` mount by writing
+//! its files as they are, once the blob's digest and the archive's checks pass; Apply returns
+//! the source layer's diffID from the descriptor's annotations.
+//!
 //! Other mount types are NotImplemented, so containerd's diff service moves on to the next
 //! differ in its order.
 
@@ -28,6 +32,7 @@ use tonic::{Request, Response, Status};
 use wcow_tar::{Input, LayerReader};
 use winlayer_core::dir::DirOptions;
 use winlayer_core::{Data, Entry, FileTime, LayerSink, LayerSource};
+use winlayer_layers::converted;
 
 use crate::proto::diff::{self as pb, diff_server};
 use crate::proto::types;
@@ -262,6 +267,83 @@ fn apply_blocking(target: Target, blob: BlobReader) -> Result<Applied, Status> {
     }
 }
 
+/// The source layer a converted CIM layer stands for, from its descriptor's annotations: what
+/// Apply returns, so containerd's diffID check and chain IDs are the source image's.
+struct ConvertedSource {
+    diff_id: String,
+    size: u64,
+}
+
+impl ConvertedSource {
+    /// `None` for any other media type.
+    fn of(desc: &types::Descriptor) -> Result<Option<ConvertedSource>, Status> {
+        if desc.media_type != converted::MEDIA_TYPE {
+            return Ok(None);
+        }
+        let annotation = |key: &str| {
+            desc.annotations.get(key).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "the converted layer {} has no {key} annotation (is its manifest one winlayer wrote?)",
+                    desc.digest
+                ))
+            })
+        };
+        let diff_id = annotation(converted::SOURCE_DIFF_ID)?;
+        let hex = diff_id.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(Status::invalid_argument(format!(
+                "the converted layer {}: {}={diff_id:?} is not a sha256 digest",
+                desc.digest,
+                converted::SOURCE_DIFF_ID
+            )));
+        }
+        let size = annotation(converted::SOURCE_SIZE)?;
+        let size = size.parse::<u64>().ok().filter(|s| s.to_string() == *size).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "the converted layer {}: {}={size:?} is not a size in bytes",
+                desc.digest,
+                converted::SOURCE_SIZE
+            ))
+        })?;
+        Ok(Some(ConvertedSource { diff_id: diff_id.clone(), size }))
+    }
+}
+
+/// Applies a converted CIM layer: its files written into the snapshot as they are, after the
+/// blob's digest and everything [`converted::stage`] checks.
+fn apply_converted(target: Target, blob: BlobReader, source: ConvertedSource) -> Result<Applied, Status> {
+    let Target::Cim { layer_dir, cim, parents } = target else {
+        return Err(Status::unimplemented(
+            "a converted CIM layer unpacks into CimFS snapshots only (winlayer serve --mode cimfs); pull the source \
+             image for other snapshotters",
+        ));
+    };
+    let rest = blob.clone();
+    let staged = (|| {
+        let (_, mut plain) =
+            wcow_tar::input::decompress(blob).map_err(|e| winlayer_core::Error::io("reading the blob", e))?;
+        converted::stage(&mut plain, &layer_dir, &cim, &parents)
+    })();
+    // The blob's digest is known only at its end: nothing is placed before it is.
+    let _ = io::copy(&mut rest.clone(), &mut io::sink());
+    if let Some(status) = rest.failure() {
+        return Err(status);
+    }
+    let staged = staged.map_err(|e| Status::invalid_argument(format!("the converted layer is refused: {e}")))?;
+    let done = staged.commit().map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Applied {
+        diff_id: source.diff_id,
+        uncompressed: source.size,
+        summary: format!(
+            "{}: converted layer, {} records read back, {} layer files, {} region files written",
+            done.cim.display(),
+            done.records,
+            done.host_files.len(),
+            done.region_files
+        ),
+    })
+}
+
 #[tonic::async_trait]
 impl diff_server::Diff for DiffService {
     async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
@@ -277,13 +359,19 @@ impl diff_server::Diff for DiffService {
                     request.payloads.keys().cloned().collect::<Vec<_>>().join(", ")
                 )));
             }
-            LayerMedia::of(&desc.media_type)?;
+            let source = ConvertedSource::of(desc)?;
+            if source.is_none() {
+                LayerMedia::of(&desc.media_type)?;
+            }
             let mount = TheMount::from(&request.mounts)?;
             let target = Target::of(&mount)?;
             let blob = self.content.read(ns.as_deref(), &desc.digest, desc.size).await?;
-            let applied = tokio::task::spawn_blocking(move || apply_blocking(target, blob))
-                .await
-                .map_err(|e| Status::internal(format!("apply task failed: {e}")))??;
+            let applied = tokio::task::spawn_blocking(move || match source {
+                Some(source) => apply_converted(target, blob, source),
+                None => apply_blocking(target, blob),
+            })
+            .await
+            .map_err(|e| Status::internal(format!("apply task failed: {e}")))??;
             Ok((mount, desc.size, applied))
         }
         .await;
