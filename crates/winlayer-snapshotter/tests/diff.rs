@@ -241,6 +241,19 @@ impl Fixture {
         self.snapshots.commit(request).await.unwrap();
     }
 
+    /// Applies each case's blob to `mounts` (a CimFS snapshot) and checks the code, the
+    /// message, and that neither the snapshot nor the CIM directory changed.
+    async fn assert_refused(&mut self, cases: Vec<(&str, types::Descriptor, Code, &str)>, mounts: &[types::Mount]) {
+        let state = |f: &Fixture| (tree(Path::new(&mounts[0].source)), tree(&f.root().join("snapshots/cim-layers")));
+        let before = state(self);
+        for (what, desc, code, needle) in cases {
+            let status = self.apply(&desc, mounts.to_vec()).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(status.message().contains(needle), "{what}: {:?} lacks {needle:?}", status.message());
+            assert_eq!(state(self), before, "{what}: nothing is left behind");
+        }
+    }
+
     async fn apply(
         &mut self,
         desc: &types::Descriptor,
@@ -351,8 +364,6 @@ async fn bad_blobs_are_refused_and_leave_the_snapshot_as_it_was() {
     let truncated_tar = base[..base.len() / 2].to_vec();
 
     let mounts = f.prepare("extract-1 bad", "").await;
-    let snapshot = PathBuf::from(&mounts[0].source);
-    let before = (tree(&snapshot), tree(&f.root().join("snapshots/cim-layers")));
 
     let mut cases: Vec<(&str, types::Descriptor, Code, &str)> = Vec::new();
     cases.push(("hostile entry name", f.put(gzip(&hostile), GZIP_LAYER), Code::InvalidArgument, "escape.txt"));
@@ -374,13 +385,7 @@ async fn bad_blobs_are_refused_and_leave_the_snapshot_as_it_was() {
     f.content.blobs.lock().unwrap().remove(&sha256(b""));
     cases.push(("blob not in the store", missing, Code::NotFound, "not found"));
 
-    for (what, desc, code, needle) in cases {
-        let status = f.apply(&desc, mounts.clone()).await.expect_err(what);
-        assert_eq!(status.code(), code, "{what}: {status:?}");
-        assert!(status.message().contains(needle), "{what}: {:?} lacks {needle:?}", status.message());
-        let after = (tree(&snapshot), tree(&f.root().join("snapshots/cim-layers")));
-        assert_eq!(after, before, "{what}: nothing is left behind");
-    }
+    f.assert_refused(cases, &mounts).await;
     let mut windows_layer = mounts[0].clone();
     windows_layer.r#type = "windows-layer".into();
     let status = f.apply(&f.put(good.clone(), GZIP_LAYER), vec![windows_layer]).await.unwrap_err();
@@ -577,8 +582,6 @@ async fn converted_layers_unpack_as_their_source_would() {
 
     // Bad converted blobs: refused with their code, the snapshot as it was.
     let mounts = f.prepare("extract-bad", "layer0").await;
-    let snapshot = PathBuf::from(&mounts[0].source);
-    let before = (tree(&snapshot), tree(&f.root().join("snapshots/cim-layers")));
     let (blob, annotations) = &converted[1];
     let with = |f: &Fixture, blob: Vec<u8>, edit: &dyn Fn(&mut HashMap<String, String>)| {
         let mut desc = f.put(blob, MEDIA_TYPE);
@@ -626,13 +629,7 @@ async fn converted_layers_unpack_as_their_source_would() {
         Code::InvalidArgument,
         "snapshot's parent",
     ));
-    for (what, desc, code, needle) in cases {
-        let status = f.apply(&desc, mounts.clone()).await.expect_err(what);
-        assert_eq!(status.code(), code, "{what}: {status:?}");
-        assert!(status.message().contains(needle), "{what}: {:?} lacks {needle:?}", status.message());
-        let after = (tree(&snapshot), tree(&f.root().join("snapshots/cim-layers")));
-        assert_eq!(after, before, "{what}: nothing is left behind");
-    }
+    f.assert_refused(cases, &mounts).await;
     // Linux mode's bind mounts do not take converted layers: containerd moves on.
     let mut linux = Fixture::start(Mode::Linux).await;
     let mounts = linux.prepare("extract-1 base", "").await;
