@@ -12,9 +12,23 @@ use std::path::{Path, PathBuf};
 
 use winlayer_core::{Error, Result};
 
-use crate::Guid;
 use crate::cim_sink::{CimSink, CimTarget};
 use crate::cimfs::{CimFs, ImagePath, create_flags, merge_flags, mount_flags};
+use crate::{Guid, Source};
+
+/// Why block CIMs are Windows-only: what every caller says when asked for one elsewhere.
+pub const NEEDS_WINDOWS: &str = "block CIMs need Windows: their on-disk format is not public, so winlayer writes, \
+                                 merges and mounts them only through Windows' cimwriter.dll and cimfs.dll";
+
+/// The CIM DLLs from `source` for block CIM work. Windows' own DLLs exist only on Windows:
+/// elsewhere [`Source::System`] is refused at once with [`NEEDS_WINDOWS`] (a test double, a
+/// [`Source::File`], loads anywhere).
+pub fn load(source: &Source) -> Result<CimFs> {
+    if !cfg!(windows) && *source == Source::System {
+        return Err(Error::Invalid(NEEDS_WINDOWS.into()));
+    }
+    CimFs::load(source).map_err(win)
+}
 
 /// The file, beside a verified layer's block file, holding its root hash in hex.
 pub const INTEGRITY_CHECKSUM: &str = "integrity_checksum";
@@ -118,8 +132,15 @@ fn merge_kind(verified: bool) -> (u32, u32) {
 }
 
 /// Merges `sources` (topmost first, at least two) into the block CIM `out`; a verified merge
-/// (of verified layers) is sealed and its root hash returned. On failure nothing is left.
-pub fn merge(fs: &CimFs, out: &ImagePath, sources: &[ImagePath], verified: bool) -> Result<Option<Vec<u8>>> {
+/// (of verified layers) is sealed and its root hash returned; with `vhd_footer` a fixed-VHD
+/// footer follows (after sealing, as for layers). On failure nothing is left.
+pub fn merge(
+    fs: &CimFs,
+    out: &ImagePath,
+    sources: &[ImagePath],
+    verified: bool,
+    vhd_footer: bool,
+) -> Result<Option<Vec<u8>>> {
     if sources.len() < 2 {
         return Err(Error::Invalid(format!("a merged CIM needs at least two layers, not {}", sources.len())));
     }
@@ -132,10 +153,14 @@ pub fn merge(fs: &CimFs, out: &ImagePath, sources: &[ImagePath], verified: bool)
             image.add_to_merge(&source.dir.join(&source.name), Some(merge)).map_err(win)?;
         }
         image.commit().map_err(win)?;
-        match verified {
-            true => Ok(Some(fs.seal(&out.dir).map_err(win)?)),
-            false => Ok(None),
+        let hash = match verified {
+            true => Some(fs.seal(&out.dir).map_err(win)?),
+            false => None,
+        };
+        if vhd_footer {
+            append_footer(&out.dir)?;
         }
+        Ok(hash)
     })();
     merged.map_err(|e| undo(&[&out.dir], e))
 }

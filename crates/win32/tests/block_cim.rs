@@ -97,7 +97,7 @@ fn merged_layers_topmost_first_and_mounted_in_the_same_order() {
     }
     let out = ImagePath { dir: tmp.path().join("2").join("merged.vhd"), name: "merged.cim".into() };
     let sources = [top.image(), base.image()];
-    let root = block_cim::merge(&fs, &out, &sources, true).unwrap().unwrap();
+    let root = block_cim::merge(&fs, &out, &sources, true, false).unwrap().unwrap();
     let merged = d.args_of("CimCreateImage2");
     assert_eq!(merged[2]["flags"], json!(0x8 | 0x40));
     let added: Vec<_> =
@@ -117,7 +117,7 @@ fn merged_layers_topmost_first_and_mounted_in_the_same_order() {
     assert!(block_cim::mount(&fs, &out, &reversed, Some(&root), volume).is_err());
     block_cim::mount(&fs, &top.image(), &[], Some(&root), volume).unwrap();
 
-    let err = block_cim::merge(&fs, &out, &sources[..1], false).unwrap_err();
+    let err = block_cim::merge(&fs, &out, &sources[..1], false, false).unwrap_err();
     assert!(err.to_string().contains("at least two layers"), "{err}");
 }
 
@@ -128,7 +128,7 @@ fn a_failed_merge_leaves_no_block_file() {
     let tmp = tempfile::tempdir().unwrap();
     let out = ImagePath { dir: tmp.path().join("merged.vhd"), name: "merged.cim".into() };
     let never = |n: &str| ImagePath { dir: tmp.path().join(n), name: "layer.cim".into() };
-    let err = block_cim::merge(&fs, &out, &[never("a"), never("b")], false).unwrap_err();
+    let err = block_cim::merge(&fs, &out, &[never("a"), never("b")], false, false).unwrap_err();
     assert!(err.to_string().contains("CimAddFsToMergedImage2"), "{err}");
     assert!(!out.dir.exists());
 }

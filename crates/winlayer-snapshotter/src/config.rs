@@ -4,8 +4,12 @@
 //! ```toml
 //! root = "/var/lib/winlayer"            # where metadata.redb and snapshots/ live
 //! address = "/run/winlayer/winlayer.sock" # unix socket, or \\.\pipe\NAME on Windows
-//! mode = "windows"                      # windows | cimfs | linux
+//! mode = "windows"                      # windows | cimfs | blockcim | linux
 //! containerd_address = "/run/containerd/containerd.sock" # whose content service the differ reads
+//! # blockcim mode only, under the names of containerd's blockcim snapshotter settings:
+//! enable_layer_integrity = false        # verified (sealed) layer and merged CIMs
+//! append_vhd_footer = false             # a fixed-VHD footer after each of them
+//! unformatted_scratch = false           # unformatted scratch disks, 40 GiB or more
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -13,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::layout::Mode;
+use crate::layout::{BlockCimOptions, Mode};
 
 /// Settings; `None` means "not given here".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -27,6 +31,12 @@ pub struct Config {
     pub mode: Option<Mode>,
     /// containerd's own socket (or pipe), where the differ reads and writes layer blobs.
     pub containerd_address: Option<String>,
+    /// `blockcim` mode: verified layer and merged CIMs.
+    pub enable_layer_integrity: Option<bool>,
+    /// `blockcim` mode: a fixed-VHD footer after each layer and merged CIM.
+    pub append_vhd_footer: Option<bool>,
+    /// `blockcim` mode: unformatted scratch disks.
+    pub unformatted_scratch: Option<bool>,
 }
 
 /// Settings with every value decided.
@@ -40,6 +50,8 @@ pub struct Settings {
     pub mode: Mode,
     /// containerd's socket (or pipe).
     pub containerd_address: String,
+    /// `blockcim` mode's settings (all off unless asked for).
+    pub block: BlockCimOptions,
 }
 
 /// Configuration files larger than this are refused unread.
@@ -75,6 +87,14 @@ impl Config {
                 .containerd_address
                 .or(self.containerd_address)
                 .unwrap_or_else(default_containerd_address),
+            block: BlockCimOptions {
+                enable_layer_integrity: flags
+                    .enable_layer_integrity
+                    .or(self.enable_layer_integrity)
+                    .unwrap_or_default(),
+                append_vhd_footer: flags.append_vhd_footer.or(self.append_vhd_footer).unwrap_or_default(),
+                unformatted_scratch: flags.unformatted_scratch.or(self.unformatted_scratch).unwrap_or_default(),
+            },
         }
     }
 }
@@ -113,6 +133,22 @@ mod tests {
         assert_eq!(settings.mode, Mode::Windows);
         assert_eq!(settings.address, default_address());
         assert_eq!(Config::default().merge(Config::default()).root, default_root());
+    }
+
+    #[test]
+    fn blockcim_settings_under_containerd_names() {
+        let file = Config::parse(
+            "mode = \"blockcim\"\nenable_layer_integrity = true\nappend_vhd_footer = true\nunformatted_scratch = true\n",
+        )
+        .unwrap();
+        let flags = Config { unformatted_scratch: Some(false), ..Config::default() };
+        let settings = file.merge(flags);
+        assert_eq!(settings.mode, Mode::Blockcim);
+        assert_eq!(
+            settings.block,
+            BlockCimOptions { enable_layer_integrity: true, append_vhd_footer: true, unformatted_scratch: false }
+        );
+        assert_eq!(Config::default().merge(Config::default()).block, BlockCimOptions::default());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `windows` | `snapshots/<id>` (`Files/` for a new base layer, empty for extraction) | `windows-layer`, `parentLayerPaths=` |
 //! | `cimfs` | `snapshots/<id>`, CIMs in `snapshots/cim-layers/<id>.cim` | `CimFS`, `cimpath=`, `parentLayerPaths=`, `parentCimPaths=` |
+//! | `blockcim` | `snapshots/<id>`: a layer's `layer.vhd` (block CIM `layer.cim`), a scratch's `sandbox.vhdx`, the immediate parent's `merged.vhd` (`merged.cim`) | `BlockCIM`, `parentCimPaths=`, `blockCIMType=file`, `mergedCIMPath=` |
 //! | `linux` | `snapshots/<id>/fs` (+ `work/` for actives) | `bind` or `overlay`, as containerd's overlay snapshotter |
 
 use std::collections::BTreeMap;
@@ -27,21 +28,30 @@ pub enum Mode {
     Windows,
     /// containerd's CimFS snapshotter: `CimFS` mounts.
     Cimfs,
+    /// containerd's block CIM snapshotter (2.2+): `BlockCIM` mounts, one single-file block
+    /// CIM per layer, a merged CIM for a scratch over more than one layer.
+    Blockcim,
     /// containerd's overlay snapshotter: real mounts on Linux.
     Linux,
 }
 
 impl Mode {
     /// Every mode, for help texts.
-    pub const ALL: [Mode; 3] = [Mode::Windows, Mode::Cimfs, Mode::Linux];
+    pub const ALL: [Mode; 4] = [Mode::Windows, Mode::Cimfs, Mode::Blockcim, Mode::Linux];
 
     /// The mode's name in flags and configuration.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Windows => "windows",
             Mode::Cimfs => "cimfs",
+            Mode::Blockcim => "blockcim",
             Mode::Linux => "linux",
         }
+    }
+
+    /// The modes whose layers are CIMs and whose scratches come from the root's templates.
+    pub fn is_cim(self) -> bool {
+        matches!(self, Mode::Cimfs | Mode::Blockcim)
     }
 }
 
@@ -54,10 +64,9 @@ impl fmt::Display for Mode {
 impl FromStr for Mode {
     type Err = Error;
     fn from_str(s: &str) -> Result<Mode> {
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| Error::invalid_argument(format!("unknown mode {s:?}: expected windows, cimfs or linux")))
+        Mode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            Error::invalid_argument(format!("unknown mode {s:?}: expected windows, cimfs, blockcim or linux"))
+        })
     }
 }
 
@@ -69,12 +78,54 @@ pub const SIZE_GB_LABEL: &str = "containerd.io/snapshot/io.microsoft.container.s
 /// Asks for the utility VM's scratch (`vm/sandbox.vhdx`) too.
 pub const UVM_SCRATCH_LABEL: &str = "containerd.io/snapshot/io.microsoft.vm.storage.scratch";
 
+/// containerd's `blockcim` snapshotter settings, under the keys of its plugin configuration.
+/// containerd does not record them with the root, and neither does winlayer: they apply to
+/// what is written and mounted from the start on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockCimOptions {
+    /// Layers and merged CIMs are verified CIMs, sealed when written (their root hash in
+    /// `integrity_checksum` beside a layer's `layer.vhd`); mounts carry `enable_layer_integrity`.
+    #[serde(default)]
+    pub enable_layer_integrity: bool,
+    /// A fixed-VHD footer follows every layer and merged CIM, so a utility VM can attach the
+    /// file as a disk; mounts carry `append_vhd_footer`.
+    #[serde(default)]
+    pub append_vhd_footer: bool,
+    /// Scratches are unformatted disks (formatted inside a utility VM): one 40 GiB template,
+    /// a new disk for any other size, none smaller.
+    #[serde(default)]
+    pub unformatted_scratch: bool,
+}
+
+impl BlockCimOptions {
+    /// Whether any is set.
+    pub fn any(&self) -> bool {
+        self.enable_layer_integrity || self.append_vhd_footer || self.unformatted_scratch
+    }
+}
+
+/// `blockcim` mode: a layer's block file and the CIM inside it.
+pub const LAYER_BLOCK: &str = "layer.vhd";
+/// The CIM inside [`LAYER_BLOCK`].
+pub const LAYER_CIM: &str = "layer.cim";
+/// `blockcim` mode: the merged CIM's block file, in the directory of a scratch's immediate parent.
+pub const MERGED_BLOCK: &str = "merged.vhd";
+/// The CIM inside [`MERGED_BLOCK`].
+pub const MERGED_CIM: &str = "merged.cim";
+/// The scratch disk; in `blockcim` mode its presence tells a scratch from a layer.
+pub const SANDBOX: &str = "sandbox.vhdx";
+/// The smallest unformatted scratch containerd makes (ReFS's minimum).
+pub const MIN_UNFORMATTED_SCRATCH: u64 = 40 << 30;
+
 /// What a container's writable scratch needs in the Windows modes.
 #[derive(Debug)]
 pub struct ScratchRequest<'a> {
     /// The mode (the template differs: the base layer's `blank.vhdx` for `windows`, the root's
-    /// shared `blank.vhdx` for `cimfs`).
+    /// shared `blank.vhdx` for `cimfs` and `blockcim`).
     pub mode: Mode,
+    /// `blockcim` mode with unformatted scratches.
+    pub unformatted: bool,
     /// The snapshotter root.
     pub root: &'a Path,
     /// The snapshot directory being built, where `sandbox.vhdx` goes.
@@ -91,8 +142,9 @@ pub struct ScratchRequest<'a> {
 /// crate; a Windows build may format them with Windows' own API instead.
 pub trait ScratchProvider: Send + Sync {
     /// Makes what every scratch of `mode` will share under `root`, when the snapshotter
-    /// starts (as containerd's CimFS snapshotter makes its templates at init).
-    fn prepare_root(&self, _root: &Path, _mode: Mode) -> Result<()> {
+    /// starts (as containerd's CimFS snapshotter makes its templates at init); `unformatted`
+    /// is `blockcim` mode's `unformatted_scratch`.
+    fn prepare_root(&self, _root: &Path, _mode: Mode, _unformatted: bool) -> Result<()> {
         Ok(())
     }
 
@@ -107,6 +159,8 @@ pub struct Layout {
     snapshots: PathBuf,
     /// containerd adds `index=off` to overlay mounts when the kernel enables the index.
     overlay_index_off: bool,
+    /// `blockcim` mode's settings.
+    block: BlockCimOptions,
 }
 
 /// Name of the directory holding every CIM in `cimfs` mode (CimFS wants them side by side).
@@ -115,9 +169,19 @@ pub const CIM_LAYERS: &str = "cim-layers";
 impl Layout {
     /// The layout of `mode` under `root` (an absolute path).
     pub fn new(mode: Mode, root: &Path) -> Layout {
+        Layout::with_block(mode, root, BlockCimOptions::default())
+    }
+
+    /// The layout of `mode` under `root`, with `blockcim` mode's settings.
+    pub fn with_block(mode: Mode, root: &Path, block: BlockCimOptions) -> Layout {
         let overlay_index_off = mode == Mode::Linux
             && fs::read_to_string("/sys/module/overlay/parameters/index").is_ok_and(|v| v.trim() == "Y");
-        Layout { mode, root: root.to_owned(), snapshots: root.join("snapshots"), overlay_index_off }
+        Layout { mode, root: root.to_owned(), snapshots: root.join("snapshots"), overlay_index_off, block }
+    }
+
+    /// `blockcim` mode's settings.
+    pub fn block(&self) -> BlockCimOptions {
+        self.block
     }
 
     /// The mode.
@@ -150,6 +214,17 @@ impl Layout {
         self.snapshots.join(CIM_LAYERS).join(format!("{id}.cim"))
     }
 
+    /// The `blockcim` mode's block file of a layer (holding [`LAYER_CIM`]).
+    pub fn layer_block(&self, id: u64) -> PathBuf {
+        self.dir(id).join(LAYER_BLOCK)
+    }
+
+    /// The `blockcim` mode's merged block file kept in layer `id`'s directory, for the
+    /// scratches whose immediate parent it is (holding [`MERGED_CIM`]).
+    pub fn merged_block(&self, id: u64) -> PathBuf {
+        self.dir(id).join(MERGED_BLOCK)
+    }
+
     /// Directories every root of this mode has.
     pub fn fixed_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.snapshots.clone()];
@@ -163,17 +238,20 @@ impl Layout {
     pub fn usage_dir(&self, id: u64) -> PathBuf {
         match self.mode {
             Mode::Linux => self.dir(id).join("fs"),
-            Mode::Windows | Mode::Cimfs => self.dir(id),
+            Mode::Windows | Mode::Cimfs | Mode::Blockcim => self.dir(id),
         }
     }
 
     /// Refuses commits the mode cannot do. containerd's CimFS snapshotter commits extraction
     /// snapshots only: turning a scratch into a CIM layer is not implemented there either.
     pub fn check_commit(&self, key: &str) -> Result<()> {
-        if self.mode == Mode::Cimfs && !is_extraction_key(key) {
+        if self.mode.is_cim() && !is_extraction_key(key) {
             return Err(Error::new(
                 ErrorKind::NotImplemented,
-                format!("cimfs mode: committing scratch snapshot {key:?} to a read-only CIM layer is not supported"),
+                format!(
+                    "{} mode: committing scratch snapshot {key:?} to a read-only CIM layer is not supported",
+                    self.mode
+                ),
             ));
         }
         Ok(())
@@ -207,7 +285,7 @@ impl Layout {
                 }
                 Ok(())
             }
-            Mode::Windows | Mode::Cimfs => {
+            Mode::Windows | Mode::Cimfs | Mode::Blockcim => {
                 if is_extraction_key(key) {
                     // The differ fills it.
                     return Ok(());
@@ -216,13 +294,15 @@ impl Layout {
                     return match self.mode {
                         Mode::Windows => private::create_dir(&staging.join("Files")),
                         _ => Err(Error::invalid_argument(format!(
-                            "cimfs mode: scratch snapshot {key:?} without any parent is not supported"
+                            "{} mode: scratch snapshot {key:?} without any parent is not supported",
+                            self.mode
                         ))),
                     };
                 }
                 let parents: Vec<PathBuf> = parent_ids.iter().map(|&id| self.dir(id)).collect();
                 scratch.create(&ScratchRequest {
                     mode: self.mode,
+                    unformatted: self.mode == Mode::Blockcim && self.block.unformatted_scratch,
                     root: &self.root,
                     dir: staging,
                     parents: &parents,
@@ -231,6 +311,16 @@ impl Layout {
                 })
             }
         }
+    }
+
+    /// The `blockcim` merge a new scratch over `parent_ids` needs: the merged block file and
+    /// its sources (the parents' block files, immediate parent first), or `None` when the
+    /// snapshot is no scratch over more than one layer.
+    pub fn merge_for(&self, key: &str, parent_ids: &[u64]) -> Option<(PathBuf, Vec<PathBuf>)> {
+        if self.mode != Mode::Blockcim || is_extraction_key(key) || parent_ids.len() < 2 {
+            return None;
+        }
+        Some((self.merged_block(parent_ids[0]), parent_ids.iter().map(|&p| self.layer_block(p)).collect()))
     }
 
     /// The mounts of a snapshot, exactly as containerd's snapshotter of this mode returns them.
@@ -261,6 +351,29 @@ impl Layout {
                 let lower: Vec<String> = parent_ids.iter().map(|&p| upper(p)).collect();
                 options.push(format!("lowerdir={}", lower.join(":")));
                 vec![Mount { kind: "overlay".into(), source: "overlay".into(), options }]
+            }
+            Mode::Blockcim => {
+                // No ro/rw: what a BlockCIM mount is, its source says (a scratch directory, or
+                // a layer's CIM inside its block file).
+                let cim = |id: u64| path(self.layer_block(id).join(LAYER_CIM));
+                let parents: Vec<String> = parent_ids.iter().map(|&p| cim(p)).collect();
+                let mut options = vec![format!("parentCimPaths={}", go_json(&parents)), "blockCIMType=file".into()];
+                if self.block.enable_layer_integrity {
+                    options.push("enable_layer_integrity".into());
+                }
+                if self.block.append_vhd_footer {
+                    options.push("append_vhd_footer".into());
+                }
+                let source = if self.dir(id).join(SANDBOX).exists() {
+                    if parent_ids.len() > 1 {
+                        options
+                            .push(format!("mergedCIMPath={}", path(self.merged_block(parent_ids[0]).join(MERGED_CIM))));
+                    }
+                    path(self.dir(id))
+                } else {
+                    cim(id)
+                };
+                vec![Mount { kind: "BlockCIM".into(), source, options }]
             }
             Mode::Windows | Mode::Cimfs => {
                 let mut options = vec![access.to_owned()];

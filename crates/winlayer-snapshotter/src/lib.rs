@@ -3,7 +3,7 @@
 //!
 //! * [`Snapshotter`]: the state machine (Prepare, View, Mounts, Commit, Remove, Stat, Update,
 //!   Walk, Usage, Cleanup) with containerd's error classes and crash-safe directory work;
-//! * [`Mode`]/[`layout`]: what differs between the `windows`, `cimfs` and `linux` modes — the
+//! * [`Mode`]/[`layout`]: what differs between the `windows`, `cimfs`, `blockcim` and `linux` modes — the
 //!   directories and the mount shapes only; [`scratch`]: container scratch disks;
 //! * [`service`]: the `containerd.services.snapshots.v1.Snapshots` gRPC service;
 //!   [`requests`]: oversized and undecodable requests answered with containerd's codes;
@@ -31,6 +31,6 @@ pub mod usage;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use filter::Filters;
-pub use layout::{Mode, ScratchProvider, ScratchRequest};
+pub use layout::{BlockCimOptions, Mode, ScratchProvider, ScratchRequest};
 pub use snapshot::{Info, Kind, Mount, Time, Usage};
-pub use snapshotter::Snapshotter;
+pub use snapshotter::{Options, Snapshotter};

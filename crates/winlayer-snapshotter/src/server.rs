@@ -23,7 +23,8 @@ pub fn run(settings: &Settings, ready: impl FnOnce(&Snapshotter)) -> Result<()> 
         .build()
         .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
     runtime.block_on(async {
-        let snapshotter = Arc::new(Snapshotter::open(&settings.root, settings.mode)?);
+        let options = crate::snapshotter::Options { block: settings.block, ..Default::default() };
+        let snapshotter = Arc::new(Snapshotter::open_with(&settings.root, settings.mode, options)?);
         let differ = DiffService::new(&settings.containerd_address);
         serve(snapshotter, differ, &settings.address, shutdown_signal(), ready).await
     })

@@ -11,6 +11,12 @@
 //! * Opening the root undoes a rename whose Remove never committed, and moves the ID sequence
 //!   past every ID found on disk, so an orphan's ID is never given again.
 //! * Cleanup deletes everything under `snapshots/` that no snapshot owns.
+//!
+//! In `blockcim` mode a scratch over more than one layer also needs the merged CIM of its
+//! parents, kept in its immediate parent's directory and shared by every scratch on that
+//! parent. It is built (through Windows' cimfs.dll, [`win32::block_cim::merge`]) inside the
+//! Prepare's transaction, so merges never run side by side and a failed one fails the Prepare
+//! and leaves nothing; one already there is used as it is, as containerd does.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -18,9 +24,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use crate::error::{Error, Result};
+use win32::cimfs::ImagePath;
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::filter::Filters;
-use crate::layout::{CIM_LAYERS, Layout, Mode, ScratchProvider};
+use crate::layout::{BlockCimOptions, CIM_LAYERS, LAYER_CIM, Layout, MERGED_CIM, Mode, ScratchProvider};
 use crate::private;
 use crate::scratch::VhdxScratch;
 use crate::snapshot::{Info, Kind, Mount, Usage};
@@ -35,9 +43,33 @@ pub struct Snapshotter {
     layout: Layout,
     store: Store,
     scratch: Box<dyn ScratchProvider>,
+    /// Where `blockcim` mode's merges load the CIM DLLs from.
+    cims: win32::Source,
     /// Operations that create or remove directories share it; Cleanup takes it alone, so it
     /// never mistakes a directory being built or removed for an orphan.
     dirs: RwLock<()>,
+}
+
+/// How a root is served beyond its mode.
+pub struct Options {
+    /// Makes the scratch disks of the Windows modes.
+    pub scratch: Box<dyn ScratchProvider>,
+    /// `blockcim` mode's settings (refused in the other modes).
+    pub block: BlockCimOptions,
+    /// Where `blockcim` mode's merges load the CIM DLLs from: Windows' own
+    /// ([`win32::Source::System`], which exists only on Windows), or a test double.
+    pub cims: win32::Source,
+}
+
+impl Default for Options {
+    /// Scratch disks from the `vhdx` crate, containerd's default settings, Windows' DLLs.
+    fn default() -> Self {
+        Options {
+            scratch: Box::new(VhdxScratch::default()),
+            block: BlockCimOptions::default(),
+            cims: win32::Source::System,
+        }
+    }
 }
 
 /// What Cleanup removed.
@@ -84,14 +116,26 @@ impl Snapshotter {
     /// Opens (or creates) the root for `mode`, recovering from any crash; scratch disks come
     /// from the `vhdx` crate, formatted with `mkntfs`.
     pub fn open(root: &Path, mode: Mode) -> Result<Snapshotter> {
-        Snapshotter::with_scratch(root, mode, Box::new(VhdxScratch::default()))
+        Snapshotter::open_with(root, mode, Options::default())
     }
 
     /// Opens the root with a provider of scratch disks for the Windows modes.
     pub fn with_scratch(root: &Path, mode: Mode, scratch: Box<dyn ScratchProvider>) -> Result<Snapshotter> {
+        Snapshotter::open_with(root, mode, Options { scratch, ..Options::default() })
+    }
+
+    /// Opens the root with `options`.
+    pub fn open_with(root: &Path, mode: Mode, options: Options) -> Result<Snapshotter> {
+        let Options { scratch, block, cims } = options;
+        if mode != Mode::Blockcim && block.any() {
+            return Err(Error::invalid_argument(format!(
+                "enable_layer_integrity, append_vhd_footer and unformatted_scratch are blockcim mode's settings, \
+                 not {mode} mode's"
+            )));
+        }
         let root = std::path::absolute(root).map_err(|e| Error::io("resolving", root, e))?;
         private::prepare_root(&root)?;
-        let layout = Layout::new(mode, &root);
+        let layout = Layout::with_block(mode, &root, block);
         for dir in layout.fixed_dirs() {
             private::create_dir_all(&dir)?;
         }
@@ -108,9 +152,9 @@ impl Snapshotter {
         // redb would create it as the umask says.
         private::touch_file(&database)?;
         let store = Store::open(&database, mode.name())?;
-        let snapshotter = Snapshotter { layout, store, scratch, dirs: RwLock::new(()) };
+        let snapshotter = Snapshotter { layout, store, scratch, cims, dirs: RwLock::new(()) };
         snapshotter.recover()?;
-        snapshotter.scratch.prepare_root(&root, mode)?;
+        snapshotter.scratch.prepare_root(&root, mode, block.unformatted_scratch)?;
         Ok(snapshotter)
     }
 
@@ -182,6 +226,7 @@ impl Snapshotter {
             private::create_dir(&staging)?;
             made = Some(staging.clone());
             self.layout.build(&staging, kind, key, &record.parent_ids, labels, &*self.scratch)?;
+            self.merge_parents(key, &record.parent_ids)?;
             fs::rename(&staging, &dir).map_err(|e| Error::io("renaming into place", &dir, e))?;
             made = Some(dir);
             Ok(record)
@@ -196,6 +241,37 @@ impl Snapshotter {
                 Err(e)
             }
         }
+    }
+
+    /// `blockcim` mode: the merged CIM a new scratch over `parent_ids` mounts, unless it is
+    /// there already (another scratch on the same parent made it).
+    fn merge_parents(&self, key: &str, parent_ids: &[u64]) -> Result<()> {
+        let Some((out, sources)) = self.layout.merge_for(key, parent_ids) else { return Ok(()) };
+        if out.symlink_metadata().is_ok() {
+            return Ok(());
+        }
+        let failed = |kind: ErrorKind, e: winlayer_core::Error| {
+            Error::new(
+                kind,
+                format!(
+                    "blockcim mode: scratch {key:?} needs the merged CIM of its {} parent layers ({}), which \
+                     could not be built: {e}",
+                    sources.len(),
+                    out.display()
+                ),
+            )
+        };
+        let elsewhere = !cfg!(windows) && self.cims == win32::Source::System;
+        let dlls = win32::block_cim::load(&self.cims).map_err(|e| {
+            failed(if elsewhere { ErrorKind::NotImplemented } else { ErrorKind::FailedPrecondition }, e)
+        })?;
+        let image = ImagePath { dir: out.clone(), name: MERGED_CIM.into() };
+        let sources: Vec<ImagePath> =
+            sources.iter().map(|dir| ImagePath { dir: dir.clone(), name: LAYER_CIM.into() }).collect();
+        let block = self.layout.block();
+        win32::block_cim::merge(&dlls, &image, &sources, block.enable_layer_integrity, block.append_vhd_footer)
+            .map_err(|e| failed(ErrorKind::Internal, e))?;
+        Ok(())
     }
 
     /// Mounts of an active or view snapshot.

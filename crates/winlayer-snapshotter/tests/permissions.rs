@@ -79,7 +79,7 @@ fn exercise(root: &Path, mode: Mode) {
             let uvm = BTreeMap::from([(UVM_SCRATCH_LABEL.to_owned(), "1".to_owned())]);
             s.prepare("container", "base", &uvm).unwrap();
         }
-        Mode::Cimfs => {
+        Mode::Cimfs | Mode::Blockcim => {
             s.prepare("extract-1 sha256:a", "", &none).unwrap();
             s.commit("sha256:a", "extract-1 sha256:a", &none).unwrap();
             s.prepare("container", "sha256:a", &none).unwrap();

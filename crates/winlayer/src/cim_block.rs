@@ -15,16 +15,9 @@ use winlayer_core::{Error, Result};
 use crate::io::print;
 use crate::tar::{read_layer, source_date_epoch};
 
-/// Why block CIMs are Windows-only.
-pub const NEEDS_WINDOWS: &str = "block CIMs need Windows: their on-disk format is not public, so winlayer writes, \
-                                 merges and mounts them only through Windows' cimwriter.dll and cimfs.dll";
-
 /// The CIM DLLs, or why not: on other systems, at once.
 fn cim_dlls() -> Result<CimFs> {
-    if !cfg!(windows) {
-        return Err(Error::Invalid(NEEDS_WINDOWS.into()));
-    }
-    CimFs::load(&win32::Source::System).map_err(|e| Error::Invalid(e.to_string()))
+    block_cim::load(&win32::Source::System)
 }
 
 /// A layer named on the command line: `FILE` (holding `layer.cim`) or `FILE/NAME.cim`, the
@@ -73,7 +66,7 @@ pub fn merge(out: &Path, name: &str, layers: &[PathBuf], integrity: bool, json: 
     let fs = cim_dlls()?;
     let sources: Vec<ImagePath> = layers.iter().map(|l| layer_image(l)).collect();
     let image = ImagePath { dir: out.to_path_buf(), name: name.to_string() };
-    let hash = block_cim::merge(&fs, &image, &sources, integrity)?.as_deref().map(block_cim::hex);
+    let hash = block_cim::merge(&fs, &image, &sources, integrity, false)?.as_deref().map(block_cim::hex);
     let summary = json!({ "block": out, "name": name, "sources": layers, "root_hash": hash });
     print(json, &summary, |o| {
         write!(o, "{} ({name}): merged from {} layers", out.display(), sources.len())?;

@@ -12,8 +12,8 @@ use winlayer_snapshotter::{Mode, server};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// A TOML file with any of the keys `root`, `address`, `mode`, `containerd_address` (the
-    /// flags win over it).
+    /// A TOML file with any of the keys `root`, `address`, `mode`, `containerd_address`,
+    /// `enable_layer_integrity`, `append_vhd_footer`, `unformatted_scratch` (the flags win over it).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the metadata database (metadata.redb) and the snapshot directories live.
@@ -23,9 +23,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", help = format!("The socket (or Windows named pipe) to serve on [default: {}]", default_address()))]
     address: Option<String>,
     /// Layout and mount shapes: windows (windows-layer mounts for hcsshim), cimfs (CimFS
-    /// mounts), linux (bind/overlay mounts that work on Linux). A root keeps its mode.
+    /// mounts), blockcim (BlockCIM mounts, containerd 2.2's block CIM layout), linux
+    /// (bind/overlay mounts that work on Linux). A root keeps its mode.
     #[arg(long, value_parser = parse_mode, long_help = format!(
         "Layout and mount shapes: windows (windows-layer mounts for hcsshim), cimfs (CimFS mounts), \
+         blockcim (BlockCIM mounts: containerd 2.2's block CIM layout; merged CIMs and BlockCIM layers are \
+         written by Windows' cimfs.dll, so on other systems only its bookkeeping works), \
          linux (bind/overlay mounts that work on Linux). A root keeps its mode [default: {}]",
         default_mode()
     ))]
@@ -37,6 +40,18 @@ pub struct ServeArgs {
         default_containerd_address()
     ))]
     containerd_address: Option<String>,
+    /// blockcim mode: layer and merged CIMs are verified CIMs, sealed when written; mounts
+    /// carry `enable_layer_integrity` (containerd's blockcim setting of that name).
+    #[arg(long)]
+    enable_layer_integrity: bool,
+    /// blockcim mode: a fixed-VHD footer after every layer and merged CIM; mounts carry
+    /// `append_vhd_footer` (containerd's blockcim setting of that name).
+    #[arg(long)]
+    append_vhd_footer: bool,
+    /// blockcim mode: unformatted scratch disks, 40 GiB unless a larger size is asked for
+    /// (containerd's blockcim setting `unformatted_scratch`).
+    #[arg(long)]
+    unformatted_scratch: bool,
     /// What to log on standard error: error, warn, info (start-up, every Apply and Diff, every
     /// failed request), debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
@@ -63,6 +78,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         address: args.address,
         mode: args.mode,
         containerd_address: args.containerd_address,
+        enable_layer_integrity: args.enable_layer_integrity.then_some(true),
+        append_vhd_footer: args.append_vhd_footer.then_some(true),
+        unformatted_scratch: args.unformatted_scratch.then_some(true),
     });
     if args.print_config {
         print!("{}", containerd_config(&settings));
