@@ -218,7 +218,7 @@ fn layout(text: &str) -> Result<Location> {
     if text.starts_with("oci:") {
         return Location::parse(text);
     }
-    Ok(Location::Layout { path: text.into(), tag: None })
+    Ok(Location::Layout { path: text.into(), tag: None, digest: None })
 }
 
 /// A registry argument, refused when it names a layout.
