@@ -5,7 +5,9 @@
 #   2. starts the containerd snapshotter, `winlayer serve`, with its embedded store under a
 #      local root (target/winlayer-root), shows a short containerd interaction through it when
 #      containerd is installed and we are root, prints how to connect containerd, and keeps
-#      serving until Ctrl-C.
+#      serving until Ctrl-C;
+#   3. before that, as root with docker-registry and a containerd 2.x at hand: a Windows image
+#      built here, pushed to a private registry and pulled into winlayer's CimFS snapshots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Cargo's own progress shows: the first build takes minutes.
