@@ -324,8 +324,7 @@ pub fn derive(
 
 /// A converted layer's descriptor as JSON, its annotations included.
 fn layer_json(desc: &Descriptor) -> Value {
-    let annotations: BTreeMap<String, String> =
-        desc.annotations().clone().unwrap_or_default().into_iter().collect();
+    let annotations: BTreeMap<String, String> = desc.annotations().clone().unwrap_or_default().into_iter().collect();
     let pairs: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     manifest::descriptor_json(desc, None, &pairs)
 }
@@ -369,7 +368,12 @@ impl Conversion {
 
     /// Stores the converted image in `target` — the source's own repository or layout — as a
     /// referrer of the source manifest.
-    pub fn attach(&self, source: &mut dyn Source, target: &mut dyn Target, progress: &dyn Progress) -> Result<Attached> {
+    pub fn attach(
+        &self,
+        source: &mut dyn Source,
+        target: &mut dyn Target,
+        progress: &dyn Progress,
+    ) -> Result<Attached> {
         if !self.subject {
             return Err(invalid("a conversion made without a subject cannot be attached"));
         }
@@ -440,7 +444,8 @@ pub fn read_converted(converted: &mut dyn Source, platform: &Platform) -> Result
         )));
     }
     let subject = manifest.pointer("/subject/digest").and_then(Value::as_str);
-    let annotated = manifest.pointer(&format!("/annotations/{}", SOURCE_MANIFEST.replace('/', "~1"))).and_then(Value::as_str);
+    let annotated =
+        manifest.pointer(&format!("/annotations/{}", SOURCE_MANIFEST.replace('/', "~1"))).and_then(Value::as_str);
     let claimed = match (subject, annotated) {
         (Some(s), Some(a)) if s != a => {
             return Err(invalid(format!("{what}: its subject {s} and its {SOURCE_MANIFEST} annotation {a} disagree")));
@@ -566,11 +571,10 @@ pub fn conversions(source: &mut dyn Source, subject: &Digest) -> Result<Vec<Conv
             .build()
             .expect("all required fields set");
         let bytes = source.small(&desc)?;
-        let m: oci_spec::image::ImageManifest =
-            match manifest::parse(&bytes, Some(&r.media_type), &what)? {
-                manifest::Parsed::Manifest(m) => *m,
-                manifest::Parsed::Index(..) => return Err(invalid(format!("{what}: an index, not a converted image"))),
-            };
+        let m: oci_spec::image::ImageManifest = match manifest::parse(&bytes, Some(&r.media_type), &what)? {
+            manifest::Parsed::Manifest(m) => *m,
+            manifest::Parsed::Index(..) => return Err(invalid(format!("{what}: an index, not a converted image"))),
+        };
         let value: Value = serde_json::from_slice(&bytes).expect("parsed");
         if value.pointer("/subject/digest").and_then(Value::as_str) != Some(subject.as_ref()) {
             return Err(invalid(format!("{what}: listed as a referrer, but its subject is not {subject}")));

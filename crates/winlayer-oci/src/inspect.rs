@@ -197,9 +197,9 @@ pub fn inspect(source: &mut dyn Source, platform: &Platform, progress: &dyn Prog
     let artifact_type = value.get("artifactType").and_then(|t| t.as_str()).map(str::to_string);
     let converted_from = (artifact_type.as_deref() == Some(crate::convert::ARTIFACT_TYPE))
         .then(|| {
-            value.pointer("/subject/digest").or_else(|| {
-                value.get("annotations").and_then(|a| a.get(crate::convert::SOURCE_MANIFEST))
-            })
+            value
+                .pointer("/subject/digest")
+                .or_else(|| value.get("annotations").and_then(|a| a.get(crate::convert::SOURCE_MANIFEST)))
         })
         .flatten()
         .and_then(|d| d.as_str())

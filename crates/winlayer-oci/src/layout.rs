@@ -235,7 +235,16 @@ impl Source for LayoutImage {
         if let Some(digest) = &self.digest {
             let what = format!("{}: manifest", self.label());
             let path = self.layout.blob_path(digest);
-            let size = fs::metadata(&path).map_err(io_err("reading", &path))?.len();
+            let size = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(invalid(format!(
+                        "{what}: the layout has no manifest {digest} (no blob {})",
+                        path.display()
+                    )));
+                }
+                Err(e) => return Err(io_err("reading", &path)(e)),
+            };
             let bytes = self.read_small(digest, size, &what)?;
             let value: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| invalid(format!("{what}: not JSON: {e}")))?;

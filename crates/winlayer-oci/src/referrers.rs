@@ -184,7 +184,9 @@ mod tests {
             (r#"{"schemaVersion":2,"manifests":[{"mediaType":"a","digest":"md5:00","size":1}]}"#.into(), "digest"),
             (format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"a","digest":"{d}","size":-1}}]}}"#), "no size"),
             (
-                format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"a","digest":"{d}","size":1,"artifactType":3}}]}}"#),
+                format!(
+                    r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"a","digest":"{d}","size":1,"artifactType":3}}]}}"#
+                ),
                 "artifactType is 3",
             ),
             (

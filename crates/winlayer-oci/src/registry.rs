@@ -664,7 +664,7 @@ impl Target for Registry {
     fn attach(&mut self, manifest: &Fetched, referrer: &Referrer, subject: &Digest) -> Result<Attached> {
         let repository = self.repository_name();
         let what = format!("{repository}: pushing referrer {}", manifest.digest);
-        let said = self.put_manifest_as(&manifest.digest.to_string(), manifest, &what)?;
+        let said = self.put_manifest_as(manifest.digest.as_ref(), manifest, &what)?;
         if said.as_deref() == Some(subject.as_ref()) {
             return Ok(Attached::ReferrersApi);
         }

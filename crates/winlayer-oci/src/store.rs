@@ -132,8 +132,12 @@ pub trait Target {
     fn put_manifest(&mut self, manifest: &Fetched, platform: &Platform) -> Result<()>;
     /// Stores `manifest`, whose `subject` is `subject`, as a referrer of it (by digest, no
     /// tag); `referrer` is its descriptor as a referrers index lists it.
-    fn attach(&mut self, manifest: &Fetched, referrer: &crate::referrers::Referrer, subject: &Digest)
-    -> Result<Attached>;
+    fn attach(
+        &mut self,
+        manifest: &Fetched,
+        referrer: &crate::referrers::Referrer,
+        subject: &Digest,
+    ) -> Result<Attached>;
     /// Another handle on the same destination, for a transfer on another thread.
     fn fork(&self) -> Box<dyn Target + Send>;
 }

@@ -10,8 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use winlayer_core::Result;
 use winlayer_oci::append::{self, Changes, LayerInput, LayerOptions};
 use winlayer_oci::convert::{self, ConvertReport, VerifyReport};
-use winlayer_oci::layout::Layout;
 use winlayer_oci::inspect::{self, ImageFacts};
+use winlayer_oci::layout::Layout;
 use winlayer_oci::registry::Options;
 use winlayer_oci::store::{self, CopyReport, Progress};
 use winlayer_oci::{Digest, Location, Platform};
@@ -495,7 +495,11 @@ fn verify_text(report: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
     if report.manifest == report.derived_manifest {
         writeln!(out, "manifest ok       {}", report.manifest)?;
     } else {
-        writeln!(out, "manifest MISMATCH {}, converting the source gives {}", report.manifest, report.derived_manifest)?;
+        writeln!(
+            out,
+            "manifest MISMATCH {}, converting the source gives {}",
+            report.manifest, report.derived_manifest
+        )?;
     }
     if report.ok {
         writeln!(out, "{} is the conversion of {} ({})", report.converted, report.source, report.source_manifest)
@@ -525,11 +529,7 @@ fn inspect_text(f: &ImageFacts, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "converted from {from} (a winlayer cimfs conversion)")?;
     }
     for c in &f.conversions {
-        writeln!(
-            out,
-            "conversion {} (cimfs): {} of {} layers converted",
-            c.digest, c.converted_layers, c.layers
-        )?;
+        writeln!(out, "conversion {} (cimfs): {} of {} layers converted", c.digest, c.converted_layers, c.layers)?;
     }
     for (i, l) in f.layers.iter().enumerate() {
         writeln!(out, "layer {i}   {} {} bytes {}", l.digest, l.size, l.media_type)?;
