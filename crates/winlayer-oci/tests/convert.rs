@@ -597,23 +597,62 @@ fn hostile_referrers_indexes_are_refused_by_name() {
     );
     assert!(!fake_plain.state.lock().unwrap().log.iter().any(|l| l.starts_with("PUT /v2/team/app/manifests/sha256-")));
 
-    // A referrers API answering with an index of broken descriptors.
-    let fake_api = fake(
-        Kind::Referrers,
-        Arc::new(|method, path| {
+    // A referrers API answering with something other than an index of well-formed descriptors.
+    let answer: Arc<Mutex<(u16, Vec<u8>)>> = Arc::default();
+    let fake_api = fake(Kind::Referrers, {
+        let answer = answer.clone();
+        Arc::new(move |method, path| {
             (method == "GET" && path.contains("/referrers/")).then(|| {
-            let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:nothex","size":1}]}"#;
-            (200, vec![], body.to_vec())
+                let (status, body) = answer.lock().unwrap().clone();
+                (status, vec![], body)
+            })
         })
-        }),
-    );
+    });
     pushed(&fake_api, t.path());
     let subject = {
         let mut r = registry(&fake_api.addr, ":v1");
         r.top().unwrap().digest
     };
-    let e = convert::conversions(&mut registry(&fake_api.addr, ":v1"), &subject).err().unwrap().to_string();
-    assert!(e.contains(&format!("the referrers of {subject}: manifests[0]")) && e.contains("sha256:nothex"), "{e}");
+    let index = |manifests: &str| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{manifests}]}}"#
+        )
+    };
+    let cases: Vec<(u16, String, String)> = vec![
+        (
+            200,
+            index(r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:nothex","size":1}"#),
+            "manifests[0]".into(),
+        ),
+        (200, "<html>no</html>".into(), "not JSON".into()),
+        (
+            200,
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#.into(),
+            "is not application/vnd.oci.image.index.v1+json".into(),
+        ),
+        (
+            200,
+            index(&format!(r#"{{"mediaType":"a","digest":"sha256:{}","size":"big"}}"#, "a".repeat(64))),
+            "no size".into(),
+        ),
+        (200, "x".repeat(5 << 20), "over the 4194304-byte limit".into()),
+        (500, "down".into(), "500".into()),
+        (401, String::new(), "401".into()),
+    ];
+    for (status, body, needle) in cases {
+        *answer.lock().unwrap() = (status, body.into_bytes());
+        let e = convert::conversions(&mut registry(&fake_api.addr, ":v1"), &subject)
+            .expect_err("a hostile referrers answer accepted")
+            .to_string();
+        assert!(e.contains(&format!("the referrers of {subject}")) && e.contains(&needle), "{status} {needle}: {e}");
+    }
+    // inspect lists no conversions it cannot read: it fails, naming the answer.
+    *answer.lock().unwrap() = (200, b"[]".to_vec());
+    let e = winlayer_oci::inspect::inspect(&mut registry(&fake_api.addr, ":v1"), &platform(), &Silent)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("not a JSON object"), "{e}");
 
     // An index listing, as a conversion of the image, a manifest whose subject is another.
     let fake_lie = fake(Kind::Referrers, Arc::new(|_, _| None));
