@@ -27,6 +27,7 @@ use cimfs::Cim;
 use cimfs::format::{objectid_file_name, region_file_name};
 use winlayer_core::{Error, Result};
 
+use crate::export::export_cim;
 use crate::host::find_file;
 use crate::import::{Parent, check_parents, list_files, new_or_empty, place_dir, unplace_dir};
 use crate::names::{self, HIVES, LAYOUT, LAYOUT_CONTENT, config_path, is_generated, is_std_file, same_name};
@@ -202,7 +203,7 @@ impl Staged {
 /// Checked before anything is put in place: member names; the image opened by the CIM reader
 /// and its whole merged view read back short of the bytes inside each stream
 /// ([`Cim::verify_structure`]); each layer file equal to the CIM's copy and each hive
-/// parsed. Its own region files are written beside the parents' CIMs under their names (they
+/// parsed; the layer's changes against its parent read as an export reads them. Its own region files are written beside the parents' CIMs under their names (they
 /// are named after their content) and removed again unless the layer is committed.
 pub fn stage(archive: &mut dyn Read, layer_dir: &Path, cim: &Path, parents: &[Parent]) -> Result<Staged> {
     let replaces_empty = new_or_empty(layer_dir)?;
@@ -336,6 +337,10 @@ pub fn stage(archive: &mut dyn Read, layer_dir: &Path, cim: &Path, parents: &[Pa
     let file_data = opened.verify_structure()?;
     check_host_files(&opened, staged.path(), &host_files, parents.is_empty())?;
     drop(opened);
+    // The layer as a Windows layer: its changes against the parent in the entry model (names,
+    // links, reparse data), as an export and a mount will see them.
+    export_cim(staged.path(), image.path(), parents.first().map(|p| p.cim.as_path()))
+        .map_err(|e| Error::Invalid(format!("the converted layer does not read back as a Windows layer: {e}")))?;
     let summary = UnpackSummary {
         layer_dir: layer_dir.to_path_buf(),
         cim: cim.to_path_buf(),
