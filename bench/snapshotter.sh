@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # winlayer serve (linux mode, as a proxy plugin) against containerd's built-in `native`
-# snapshotter, both in one containerd 1.6.20 daemon, both driven through containerd's client
+# snapshotter and a map-backed Go proxy snapshotter (the floor of any proxy plugin), all three
+# in one containerd 1.6.20 daemon, all driven through containerd's client
 # (metadata layer included): Prepare->Commit->Remove cycles, then N committed snapshots, Stat
 # of each and full Walks. Prints p50/p99 per operation and winlayer/native ratios (below 1:
 # winlayer faster), and peak memory of `winlayer serve` and of containerd.
@@ -35,7 +36,9 @@ mkdir -p $gopath/src bench/out
 ln -sfn $repo/bench/snapshotter $gopath/src/snapshotbench
 (cd $gopath/src/snapshotbench &&
   GO111MODULE=off GOFLAGS= GOPATH=$gopath:/usr/share/gocode GOCACHE=${GOCACHE:-$repo/target/go-cache} \
-    $debian_go build -o $repo/target/snapshotbench .)
+    $debian_go build -o $repo/target/snapshotbench . &&
+    cd floor && GO111MODULE=off GOFLAGS= GOPATH=$gopath:/usr/share/gocode GOCACHE=${GOCACHE:-$repo/target/go-cache} \
+    $debian_go build -o $repo/target/snapshotfloor .)
 
 work=$(mktemp -d /tmp/wlb.XXXXXX)
 pids=()
@@ -59,6 +62,9 @@ measured() {
 }
 timers=()
 measured serve target/release/winlayer serve --mode linux --root $work/winlayer --address $work/winlayer.sock
+# The floor: a map-backed proxy snapshotter on containerd's own snapshot service.
+target/snapshotfloor -address $work/floor.sock > $work/floor.log 2>&1 &
+pids+=($!)
 cat >$work/config.toml <<CONFIG
 version = $config_version
 root = "$work/ctrd/root"
@@ -71,6 +77,9 @@ disabled_plugins = [$disabled]
 [proxy_plugins.winlayer]
   type = "snapshot"
   address = "$work/winlayer.sock"
+[proxy_plugins.floor]
+  type = "snapshot"
+  address = "$work/floor.sock"
 [plugins."io.containerd.internal.v1.opt"]
   path = "$work/ctrd/opt"
 CONFIG
@@ -80,7 +89,7 @@ for _ in $(seq 200); do [ -S $work/winlayer.sock ] && ctr --address $work/ctrd.s
 echo "bench: $cycles Prepare->Commit->Remove cycles, $n committed snapshots, Stat x $n, 5 Walks; through containerd $($containerd --version | awk '{print $3}')"
 results=bench/out/snapshotter.jsonl
 : >$results
-for snapshotter in native winlayer; do
+for snapshotter in native winlayer floor; do
   target/snapshotbench -address $work/ctrd.sock -snapshotter $snapshotter -n $n -cycles $cycles >>$results
 done
 # Stop both so /usr/bin/time reports their peaks.
@@ -94,12 +103,14 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {(r["snapshotter"], r["op"]): r for r in rows}
 ops = [r["op"] for r in rows if r["snapshotter"] == "native"]
-print(f"{'operation':24} {'native p50/p99 us':>20} {'winlayer p50/p99 us':>21} {'ratio p50':>9} {'ratio p99':>9} {'ratio total':>11}")
+print(f"{'operation':24} {'native p50/p99 us':>20} {'winlayer p50/p99 us':>21} {'ratio p50':>9} {'ratio p99':>9} {'ratio total':>11}"
+      f" {'floor p50/p99 us':>18} {'winlayer/floor total':>20}")
 for op in ops:
-    a, b = by[("native", op)], by[("winlayer", op)]
+    a, b, f = by[("native", op)], by[("winlayer", op)], by[("floor", op)]
     print(f"{op:24} {a['p50_us']:>9.0f}/{a['p99_us']:<10.0f} {b['p50_us']:>9.0f}/{b['p99_us']:<11.0f}"
           f" {b['p50_us'] / max(a['p50_us'], 1):>9.2f} {b['p99_us'] / max(a['p99_us'], 1):>9.2f}"
-          f" {b['total_ms'] / max(a['total_ms'], 1e-3):>11.2f}")
+          f" {b['total_ms'] / max(a['total_ms'], 1e-3):>11.2f}"
+          f" {f['p50_us']:>8.0f}/{f['p99_us']:<9.0f} {b['total_ms'] / max(f['total_ms'], 1e-3):>20.2f}")
 PY
 echo "peak memory: winlayer serve $(peak $work/serve.time); containerd (incl. native) $(peak $work/containerd.time)"
 cp $work/serve.time bench/out/snapshotter-serve.time

@@ -5,7 +5,9 @@
 #   2. starts the containerd snapshotter, `winlayer serve`, with its embedded store under a
 #      local root (target/winlayer-root), shows a short containerd interaction through it when
 #      containerd is installed and we are root, prints how to connect containerd, and keeps
-#      serving until Ctrl-C.
+#      serving until Ctrl-C;
+#   3. before that, as root with docker-registry and a containerd 2.x at hand: a Windows image
+#      built here, pushed to a private registry and pulled into winlayer's CimFS snapshots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Cargo's own progress shows: the first build takes minutes.
@@ -74,6 +76,50 @@ CONFIG
   sleep 1 # containerd's garbage collector removes them from winlayer right after `rm`
   kill -TERM $ctrd
   wait $ctrd || true
+fi
+
+# A Windows image through containerd 2.x, when one is at hand (on PATH, or built by
+# scripts/containerd2.sh) with Debian's docker-registry: built here, pushed to a private
+# registry, pulled with winlayer as containerd's snapshotter and differ (cimfs mode).
+containerd2=
+for dir in $(ls -d target/containerd2/v2.* 2>/dev/null | sort -rV) $(dirname "$(command -v containerd || echo /none/x)"); do
+  [ -x "$dir/ctr" ] && "$dir/containerd" --version 2>/dev/null | grep -Eq ' v?2\.' && { containerd2=$dir; break; }
+done
+if [ -n "$containerd2" ] && command -v docker-registry >/dev/null && [ "$(id -u)" = 0 ]; then
+  source scripts/lib/registry-and-containerd.sh
+  echo
+  echo "== a Windows image pulled through containerd $("$containerd2/containerd" --version | awk '{print $3}') into winlayer's CimFS snapshots"
+  start_registry "$work/registry"
+  image=$registry/sample/app:1
+  echo "\$ winlayer image from-scratch $tree --platform windows/amd64:10.0.20348.1 -t $registry/sample/base:1"
+  "$winlayer" image from-scratch "$tree" --platform windows/amd64:10.0.20348.1 -t "$registry/sample/base:1" --insecure
+  echo "\$ winlayer image append --base $registry/sample/base:1 --layer layer.tar --cmd 'C:\\app\\bin\\hello.exe' -t $image"
+  "$winlayer" image append --base "$registry/sample/base:1" --layer "$work/layer.tar" --cmd 'C:\app\bin\hello.exe' \
+    -t "$image" --insecure
+  cimfs_root=$work/cimfs-root
+  mkdir -p "$work/c2"
+  "$winlayer" serve --mode cimfs --root "$cimfs_root" --address "$work/cimfs.sock" \
+    --containerd-address "$work/c2/containerd.sock" --log-level info > "$work/cimfs-serve.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do [ -S "$work/cimfs.sock" ] && break; sleep 0.05; done
+  containerd_config "$work/c2" "$winlayer" --mode cimfs --root "$cimfs_root" --address "$work/cimfs.sock" < /dev/null
+  containerd_bin=$containerd2
+  start_containerd "$work/c2"
+  # ctr 2.x warns about cgroup v1 hosts on every call; nothing to do with this demo.
+  ctr2() { $ctr "$@" 2> >(grep -v 'DEPRECATION' >&2); }
+  echo "\$ ctr image pull --platform windows/amd64 --snapshotter winlayer $image"
+  ctr2 image pull --plain-http --platform windows/amd64 --snapshotter winlayer "$image" | tail -3
+  echo "\$ ctr snapshots --snapshotter winlayer ls"
+  ctr2 snapshots --snapshotter winlayer ls
+  top=$(ls "$cimfs_root"/snapshots/cim-layers/*.cim | sort -V | tail -1)
+  echo "\$ winlayer cim ls $top Files/app/bin   (the top layer's merged view)"
+  "$winlayer" cim ls "$top" Files/app/bin
+  echo "(winlayer's differ applied each layer:)"
+  grep -o 'applied .*' "$work/cimfs-serve.log" | sed 's/^/  /'
+else
+  echo
+  echo "(To see a Windows image built here and pulled through containerd 2.x into winlayer's snapshots, run"
+  echo " this as root with Debian's docker-registry installed and containerd 2.x built: scripts/containerd2.sh.)"
 fi
 
 cat <<HELP

@@ -15,15 +15,7 @@ skip() { echo "image suite: SKIPPED: $*"; exit 0; }
 for tool in docker-registry skopeo go python3 hivexml; do
   command -v "$tool" >/dev/null || skip "$tool is missing (scripts/install-deps.sh installs it)"
 done
-export GOCACHE=${GOCACHE:-$root/target/go-cache} GOPATH=${GOPATH:-$root/target/go} GOTOOLCHAIN=local
-crane_version=v0.15.2 # the newest go-containerregistry that Debian's Go 1.19 builds
-crane=$root/target/tools/crane-$crane_version
-if [ ! -x "$crane" ]; then
-  mkdir -p "$root/target/tools/bin"
-  GOBIN=$root/target/tools/bin go install "github.com/google/go-containerregistry/cmd/crane@$crane_version" \
-    || skip "crane $crane_version could not be built (is the Go module proxy reachable?)"
-  mv "$root/target/tools/bin/crane" "$crane"
-fi
+source scripts/lib/crane.sh
 cargo build -q --locked -p winlayer
 winlayer=$root/target/debug/winlayer
 work=$(mktemp -d)

@@ -27,6 +27,7 @@ use cimfs::Cim;
 use cimfs::format::{objectid_file_name, region_file_name};
 use winlayer_core::{Error, Result};
 
+use crate::export::export_cim;
 use crate::host::find_file;
 use crate::import::{Parent, check_parents, list_files, new_or_empty, place_dir, unplace_dir};
 use crate::names::{self, HIVES, LAYOUT, LAYOUT_CONTENT, config_path, is_generated, is_std_file, same_name};
@@ -133,8 +134,8 @@ pub struct UnpackSummary {
     /// Region and object-ID files written (those already present, from an identical layer,
     /// are kept).
     pub region_files: u64,
-    /// Records in the merged view, each read back.
-    pub records: u64,
+    /// Bytes of file data in the merged view (every record, stream table and stream end read back).
+    pub file_data: u64,
     /// Bytes of archive members.
     pub bytes: u64,
 }
@@ -200,8 +201,9 @@ impl Staged {
 /// layer's image when there are none).
 ///
 /// Checked before anything is put in place: member names; the image opened by the CIM reader
-/// and its whole merged view walked; each layer file equal to the CIM's copy and each hive
-/// parsed. Its own region files are written beside the parents' CIMs under their names (they
+/// and its whole merged view read back short of the bytes inside each stream
+/// ([`Cim::verify_structure`]); each layer file equal to the CIM's copy and each hive
+/// parsed; the layer's changes against its parent read as an export reads them. Its own region files are written beside the parents' CIMs under their names (they
 /// are named after their content) and removed again unless the layer is committed.
 pub fn stage(archive: &mut dyn Read, layer_dir: &Path, cim: &Path, parents: &[Parent]) -> Result<Staged> {
     let replaces_empty = new_or_empty(layer_dir)?;
@@ -331,21 +333,21 @@ pub fn stage(archive: &mut dyn Read, layer_dir: &Path, cim: &Path, parents: &[Pa
             None => "the converted layer's CIM is a fork, but the snapshot has no parent".into(),
         }));
     }
-    let mut records = 0u64;
-    opened.walk(|_, id, record| {
-        opened.metadata(id, record)?;
-        records += 1;
-        Ok(())
-    })?;
+    // Everything an export or a mount will read, short of the bytes between each stream's ends.
+    let file_data = opened.verify_structure()?;
     check_host_files(&opened, staged.path(), &host_files, parents.is_empty())?;
     drop(opened);
+    // The layer as a Windows layer: its changes against the parent in the entry model (names,
+    // links, reparse data), as an export and a mount will see them.
+    export_cim(staged.path(), image.path(), parents.first().map(|p| p.cim.as_path()))
+        .map_err(|e| Error::Invalid(format!("the converted layer does not read back as a Windows layer: {e}")))?;
     let summary = UnpackSummary {
         layer_dir: layer_dir.to_path_buf(),
         cim: cim.to_path_buf(),
         base: parents.is_empty(),
         host_files,
         region_files,
-        records,
+        file_data,
         bytes,
     };
     Ok(Staged { dir: staged, image, written, replaces_empty, summary })

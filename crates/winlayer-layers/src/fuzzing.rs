@@ -89,3 +89,78 @@ fn listing(root: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// The base layer converted-layer inputs are unpacked onto, imported once per process (as
+/// [`base_layer_tar`] gives it, so seeds converted onto it fit).
+struct ConvertedBase {
+    root: tempfile::TempDir,
+    layer: Parent,
+}
+
+fn converted_base() -> &'static ConvertedBase {
+    static BASE: std::sync::OnceLock<ConvertedBase> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        std::fs::create_dir(root.path().join("cims")).expect("a directory");
+        let layer = Parent { dir: root.path().join("base"), cim: root.path().join("cims/base.cim") };
+        let tar = base_layer_tar();
+        import(root.path(), &tar, &layer, &[]).expect("the fixed base layer imports");
+        ConvertedBase { root, layer }
+    })
+}
+
+/// A minimal base layer (an empty tree by makebaselayer's rules): what converted-layer seeds
+/// are converted onto.
+pub fn base_layer_tar() -> Vec<u8> {
+    let builder = BaseLayerBuilder::new("BA", Some(0));
+    let (sorted, _) = builder.finish().expect("an empty tree makes a base layer");
+    wcow_tar::write_sorted(sorted, Vec::new()).expect("a base layer writes")
+}
+
+/// The converted-layer archive of `tar` imported onto the fixed base (for seeds).
+pub fn converted_over_base(tar: &[u8]) -> Result<Vec<u8>> {
+    let base = converted_base();
+    let layer = Parent { dir: base.root.path().join("seed"), cim: base.root.path().join("cims/seed.cim") };
+    import(base.root.path(), tar, &layer, std::slice::from_ref(&base.layer))?;
+    let mut archive = Vec::new();
+    let packed = crate::converted::pack(&layer.dir, &layer.cim, &mut archive);
+    cimfs::destroy(&layer.cim)?;
+    std::fs::remove_dir_all(&layer.dir).map_err(|e| Error::io("removing the seed layer", e))?;
+    packed.map(|_| archive)
+}
+
+/// Takes `bytes` as a converted-layer archive (the differ's fast path): unpacked as a base
+/// layer and as a layer over the fixed base. Panics only on a real bug: a panic inside, a
+/// refused archive that leaves something behind, an accepted one whose layer does not open or
+/// export. Returns whether it was accepted alone and over the base.
+pub fn check_converted(bytes: &[u8]) -> (bool, bool) {
+    let own = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir(own.path().join("cims")).expect("a directory");
+    let alone = Parent { dir: own.path().join("layer"), cim: own.path().join("cims/layer.cim") };
+    let as_base = unpack_checked(own.path(), bytes, &alone, &[]);
+    let base = converted_base();
+    let over = Parent { dir: base.root.path().join("layer"), cim: base.root.path().join("cims/layer.cim") };
+    let as_layer = unpack_checked(base.root.path(), bytes, &over, std::slice::from_ref(&base.layer));
+    if as_layer {
+        cimfs::destroy(&over.cim).expect("an unpacked layer's CIM is removed");
+        std::fs::remove_dir_all(&over.dir).expect("an unpacked layer directory is removed");
+    }
+    (as_base, as_layer)
+}
+
+/// Unpacks `bytes` into `layer`; a refusal must leave `root` as it was, an accepted layer must
+/// export. Returns whether it was accepted.
+fn unpack_checked(root: &Path, bytes: &[u8], layer: &Parent, parents: &[Parent]) -> bool {
+    let before = listing(root);
+    match crate::converted::unpack(&mut &bytes[..], &layer.dir, &layer.cim, parents) {
+        Ok(_) => {
+            let parent = parents.first().map(|p| p.cim.as_path());
+            export_cim(&layer.dir, &layer.cim, parent).expect("an unpacked converted layer exports");
+            true
+        }
+        Err(_) => {
+            assert_eq!(listing(root), before, "a refused converted layer left files behind");
+            false
+        }
+    }
+}

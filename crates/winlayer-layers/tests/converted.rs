@@ -116,7 +116,7 @@ fn unpacked_layers_are_the_imported_layers_byte_for_byte() {
         fs::create_dir(b.dir(i + 1)).unwrap();
         let s = b.unpack(i + 1, archive).unwrap();
         assert_eq!(s.base, i == 0);
-        assert!(s.records > 10, "{s:?}");
+        assert!(s.file_data > 0, "{s:?}");
     }
     assert_eq!(a.files(), b.files(), "the unpacked root is the imported root");
     assert_eq!(export(&b.dir(3), &b.cim(3)).unwrap(), export(&a.dir(3), &a.cim(3)).unwrap());

@@ -1,4 +1,4 @@
-//! `image inspect`: an image's platform, config and, for each layer, what a Windows host
+//! `image inspect`: an image's platform, config, conversions and, for each layer, what a Windows host
 //! cares about — read by streaming every distributable layer through winlayer's strict tar
 //! reader (nothing is written to disk).
 
@@ -47,6 +47,11 @@ pub struct LayerFacts {
     pub utility_vm: bool,
     /// A base layer: the first, with all five config hives, no `Hives/` and no whiteouts.
     pub base: bool,
+    /// A pre-converted CIM layer (not read: its annotations say what it was converted from).
+    pub converted: bool,
+    /// For a converted layer, the source layer it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::convert::SourceLayer>,
 }
 
 /// An image's facts.
@@ -68,6 +73,15 @@ pub struct ImageFacts {
     pub created: Option<String>,
     /// The layers, lowest first.
     pub layers: Vec<LayerFacts>,
+    /// The manifest's `artifactType` (a converted image's is
+    /// `application/vnd.winlayer.cimfs.image.v1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// For a converted image, the source manifest it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<String>,
+    /// The conversions of this image stored as its referrers.
+    pub conversions: Vec<crate::convert::ConversionFacts>,
 }
 
 /// Counts what a layer holds.
@@ -152,7 +166,10 @@ pub fn inspect(source: &mut dyn Source, platform: &Platform, progress: &dyn Prog
             urls: desc.urls().clone().unwrap_or_default(),
             ..Default::default()
         };
-        if manifest::is_foreign(&media_type) {
+        if let Some(from) = crate::convert::source_layer(desc) {
+            facts.converted = true;
+            facts.source = Some(from);
+        } else if manifest::is_foreign(&media_type) {
             facts.foreign = true;
             facts.base = i == 0;
         } else if !manifest::is_layer(&media_type) {
@@ -176,8 +193,23 @@ pub fn inspect(source: &mut dyn Source, platform: &Platform, progress: &dyn Prog
         }
         layers.push(facts);
     }
+    let value: Value = serde_json::from_slice(&resolved.fetched.bytes).expect("parsed by resolve");
+    let artifact_type = value.get("artifactType").and_then(|t| t.as_str()).map(str::to_string);
+    let converted_from = (artifact_type.as_deref() == Some(crate::convert::ARTIFACT_TYPE))
+        .then(|| {
+            value
+                .pointer("/subject/digest")
+                .or_else(|| value.get("annotations").and_then(|a| a.get(crate::convert::SOURCE_MANIFEST)))
+        })
+        .flatten()
+        .and_then(|d| d.as_str())
+        .map(str::to_string);
+    let conversions = crate::convert::conversions(source, &resolved.fetched.digest)?;
     let config = resolved.config.value;
     Ok(ImageFacts {
+        artifact_type,
+        converted_from,
+        conversions,
         name: source.name(),
         manifest: resolved.fetched.digest.to_string(),
         media_type: resolved.fetched.media_type.clone(),

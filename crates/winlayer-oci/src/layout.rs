@@ -13,7 +13,8 @@ use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 use crate::digest::{self, Digest, Hasher};
 use crate::manifest::{self, canonical_json};
 use crate::platform::Platform;
-use crate::store::{Fetched, Progress, Source, Target};
+use crate::referrers::{self, Referrer};
+use crate::store::{Attached, Fetched, Progress, Source, Target};
 use crate::{Error, MAX_MANIFEST, Result, invalid};
 
 /// The annotation naming an image in `index.json`.
@@ -85,7 +86,30 @@ impl Layout {
 
     /// The image named `tag` in this layout (or its only image).
     pub fn image(self, tag: Option<String>) -> LayoutImage {
-        LayoutImage { layout: self, tag }
+        LayoutImage { layout: self, tag, digest: None }
+    }
+
+    /// The manifest or index `digest` of this layout, named or not.
+    pub fn image_at(self, digest: Digest) -> LayoutImage {
+        LayoutImage { layout: self, tag: None, digest: Some(digest) }
+    }
+
+    /// Adds `manifest` to `index.json` without a name (a referrer: found by its `subject`),
+    /// unless it is listed there already; its blob is written first.
+    pub fn add_unnamed(&self, manifest: &Fetched, entry: serde_json::Value) -> Result<bool> {
+        let desc = fetched_descriptor(manifest);
+        if fs::metadata(self.blob_path(&desc.digest().clone())).map(|m| m.len()).ok() != Some(desc.size()) {
+            self.put_bytes(&desc, &manifest.bytes)?;
+        }
+        let mut index = self.index()?;
+        let entries = index["manifests"].as_array_mut().expect("checked by index()");
+        let digest = manifest.digest.to_string();
+        if entries.iter().any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(digest.as_str())) {
+            return Ok(false);
+        }
+        entries.push(entry);
+        write_atomic(&self.root.join("index.json"), &canonical_json(&index))?;
+        Ok(true)
     }
 
     /// Where a blob lives.
@@ -167,6 +191,8 @@ pub fn fetched_descriptor(fetched: &Fetched) -> Descriptor {
 pub struct LayoutImage {
     layout: Layout,
     tag: Option<String>,
+    /// A manifest chosen by digest instead of by name.
+    digest: Option<Digest>,
 }
 
 impl LayoutImage {
@@ -175,11 +201,12 @@ impl LayoutImage {
         &self.layout
     }
 
-    /// `oci:DIR[:TAG]`.
+    /// `oci:DIR[:TAG]`, or `oci:DIR@DIGEST`.
     pub fn label(&self) -> String {
-        match &self.tag {
-            Some(t) => format!("oci:{}:{t}", self.layout.root.display()),
-            None => format!("oci:{}", self.layout.root.display()),
+        match (&self.tag, &self.digest) {
+            (_, Some(d)) => format!("oci:{}@{d}", self.layout.root.display()),
+            (Some(t), None) => format!("oci:{}:{t}", self.layout.root.display()),
+            (None, None) => format!("oci:{}", self.layout.root.display()),
         }
     }
 
@@ -205,14 +232,36 @@ impl Source for LayoutImage {
     }
 
     fn top(&mut self) -> Result<Fetched> {
+        if let Some(digest) = &self.digest {
+            let what = format!("{}: manifest", self.label());
+            let path = self.layout.blob_path(digest);
+            let size = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(invalid(format!(
+                        "{what}: the layout has no manifest {digest} (no blob {})",
+                        path.display()
+                    )));
+                }
+                Err(e) => return Err(io_err("reading", &path)(e)),
+            };
+            let bytes = self.read_small(digest, size, &what)?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| invalid(format!("{what}: not JSON: {e}")))?;
+            let media_type = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or(manifest::OCI_MANIFEST);
+            return Ok(Fetched { media_type: media_type.to_string(), bytes, digest: digest.clone() });
+        }
         let index = self.layout.index()?;
         let entries = index["manifests"].as_array().expect("checked by index()");
         let name_of = |e: &serde_json::Value| {
             e.pointer("/annotations/org.opencontainers.image.ref.name").and_then(|v| v.as_str()).map(str::to_string)
         };
+        // Referrers (unnamed entries with an artifactType) are not images to choose by default.
+        let images: Vec<&serde_json::Value> =
+            entries.iter().filter(|e| name_of(e).is_some() || e.get("artifactType").is_none()).collect();
         let chosen = match &self.tag {
             Some(tag) => entries.iter().find(|e| name_of(e).as_deref() == Some(tag)),
-            None if entries.len() == 1 => entries.first(),
+            None if images.len() == 1 => images.first().copied(),
             None => entries.iter().find(|e| name_of(e).as_deref() == Some("latest")),
         };
         let Some(entry) = chosen else {
@@ -261,6 +310,37 @@ impl Source for LayoutImage {
     fn fork(&self) -> Box<dyn Source + Send> {
         Box::new(self.clone())
     }
+
+    fn sibling(&self, digest: &Digest) -> Box<dyn Source> {
+        Box::new(self.layout.clone().image_at(digest.clone()))
+    }
+
+    fn referrers(&mut self, subject: &Digest) -> Result<Vec<Referrer>> {
+        let index = self.layout.index()?;
+        let what = format!("oci:{}: index.json", self.layout.root.display());
+        let listed = referrers::parse_index(&canonical_json(&index), &what)?;
+        let mut found = Vec::new();
+        for entry in listed {
+            if entry.media_type != manifest::OCI_MANIFEST {
+                continue;
+            }
+            let what = format!("{}: manifest {}", self.label(), entry.digest);
+            let bytes = self.read_small(&entry.digest, entry.size, &what)?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| invalid(format!("{what}: not JSON: {e}")))?;
+            if value.pointer("/subject/digest").and_then(|d| d.as_str()) != Some(subject.as_ref()) {
+                continue;
+            }
+            let artifact_type = value.get("artifactType").and_then(|t| t.as_str()).map(str::to_string);
+            let annotations = value
+                .get("annotations")
+                .and_then(|a| a.as_object())
+                .map(|a| a.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                .unwrap_or_default();
+            found.push(Referrer { artifact_type, annotations, ..entry });
+        }
+        Ok(found)
+    }
 }
 
 impl Target for LayoutImage {
@@ -302,6 +382,11 @@ impl Target for LayoutImage {
             self.layout.put_bytes(&desc, &manifest.bytes)?;
         }
         self.layout.tag(manifest, platform, self.tag.as_deref().unwrap_or("latest"))
+    }
+
+    fn attach(&mut self, manifest: &Fetched, referrer: &Referrer, _subject: &Digest) -> Result<Attached> {
+        self.layout.add_unnamed(manifest, referrer.entry())?;
+        Ok(Attached::LayoutIndex)
     }
 
     fn fork(&self) -> Box<dyn Target + Send> {

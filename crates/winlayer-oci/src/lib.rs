@@ -1,6 +1,7 @@
 //! Windows container images: OCI image layouts, manifests, configs and indexes, a registry
 //! client that streams every blob, Windows platform matching by `os.version`, and the image
-//! operations of `winlayer image` (copy, inspect, append) built on winlayer's layer crates.
+//! operations of `winlayer image` (copy, inspect, append, squash, convert) built on winlayer's
+//! layer crates, and OCI 1.1 referrers (the API and the tag schema).
 //!
 //! Every blob passes through [`digest::Hasher`] on its way to a file and is checked against its
 //! descriptor before it is renamed into place; nothing is ever held whole in memory but
@@ -8,6 +9,7 @@
 
 pub mod append;
 pub mod auth;
+pub mod convert;
 pub mod digest;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -16,6 +18,7 @@ pub mod layout;
 pub mod location;
 pub mod manifest;
 pub mod platform;
+pub mod referrers;
 pub mod registry;
 pub mod squash;
 pub mod store;

@@ -113,6 +113,8 @@ pub enum Location {
         path: PathBuf,
         /// The image's name in the layout, when given.
         tag: Option<String>,
+        /// The manifest's digest (`oci:DIR@sha256:…`), for an image without a name.
+        digest: Option<Digest>,
     },
 }
 
@@ -121,6 +123,13 @@ impl Location {
     /// directory), or else a registry reference.
     pub fn parse(text: &str) -> Result<Location> {
         if let Some(rest) = text.strip_prefix("oci:") {
+            if let Some((path, at)) = rest.rsplit_once('@')
+                && at.starts_with("sha256:")
+                && !path.is_empty()
+            {
+                let digest = digest::parse(at, text)?;
+                return Ok(Location::Layout { path: PathBuf::from(path), tag: None, digest: Some(digest) });
+            }
             let (path, tag) = match rest.rsplit_once(':') {
                 Some((p, t)) if !t.contains('/') && !p.is_empty() => (p, Some(t.to_string())),
                 _ => (rest, None),
@@ -128,11 +137,11 @@ impl Location {
             if path.is_empty() {
                 return Err(invalid(format!("{text:?}: oci: needs a directory")));
             }
-            return Ok(Location::Layout { path: PathBuf::from(path), tag });
+            return Ok(Location::Layout { path: PathBuf::from(path), tag, digest: None });
         }
         let looks_like_path = text.starts_with('/') || text.starts_with("./") || text.starts_with("../");
         if looks_like_path || Path::new(text).is_dir() || text == "." {
-            return Ok(Location::Layout { path: PathBuf::from(text), tag: None });
+            return Ok(Location::Layout { path: PathBuf::from(text), tag: None, digest: None });
         }
         Reference::parse(text).map(Location::Registry)
     }
@@ -142,8 +151,9 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Registry(r) => r.fmt(f),
-            Location::Layout { path, tag: Some(t) } => write!(f, "oci:{}:{t}", path.display()),
-            Location::Layout { path, tag: None } => write!(f, "oci:{}", path.display()),
+            Location::Layout { path, digest: Some(d), .. } => write!(f, "oci:{}@{d}", path.display()),
+            Location::Layout { path, tag: Some(t), .. } => write!(f, "oci:{}:{t}", path.display()),
+            Location::Layout { path, tag: None, .. } => write!(f, "oci:{}", path.display()),
         }
     }
 }
@@ -177,9 +187,17 @@ mod tests {
     fn layouts_and_references_are_told_apart() {
         assert_eq!(
             Location::parse("oci:out/img:v2").unwrap(),
-            Location::Layout { path: "out/img".into(), tag: Some("v2".into()) }
+            Location::Layout { path: "out/img".into(), tag: Some("v2".into()), digest: None }
         );
-        assert_eq!(Location::parse("./img").unwrap(), Location::Layout { path: "./img".into(), tag: None });
+        assert_eq!(
+            Location::parse("./img").unwrap(),
+            Location::Layout { path: "./img".into(), tag: None, digest: None }
+        );
+        let d = "sha256:".to_string() + &"c".repeat(64);
+        let at = Location::parse(&format!("oci:out/img@{d}")).unwrap();
+        assert_eq!(at, Location::Layout { path: "out/img".into(), tag: None, digest: Some(d.parse().unwrap()) });
+        assert_eq!(at.to_string(), format!("oci:out/img@{d}"));
+        assert!(Location::parse("oci:out/img@sha256:zz").is_err());
         assert!(matches!(Location::parse("localhost:5000/app").unwrap(), Location::Registry(_)));
     }
 }

@@ -17,9 +17,10 @@ use ureq::http::{self, Response};
 use crate::auth::{self, Challenge, Credentials};
 use crate::digest::{self, Digest, Hasher};
 use crate::location::Reference;
-use crate::manifest::ACCEPT;
+use crate::manifest::{ACCEPT, OCI_INDEX};
 use crate::platform::Platform;
-use crate::store::{Fetched, Progress, Source, Target};
+use crate::referrers::{self, Referrer};
+use crate::store::{Attached, Fetched, Progress, Source, Target};
 use crate::{Error, MAX_MANIFEST, Result, invalid};
 
 /// How to reach registries.
@@ -329,8 +330,27 @@ impl Registry {
 
     /// Reads a manifest by tag or digest; `expected` is checked when given.
     fn manifest(&mut self, reference: &str, expected: Option<&Digest>, what: &str) -> Result<Fetched> {
-        let url = self.url(&format!("manifests/{reference}"));
-        let response = self.send(http::Method::GET, &url, &[("Accept", ACCEPT)], Body::Empty, what)?;
+        let tail = format!("manifests/{reference}");
+        Ok(self.document(&tail, ACCEPT, expected, false, what)?.expect("missing documents are errors here"))
+    }
+
+    /// Reads a manifest, an index or a referrers list at `tail` (at most [`MAX_MANIFEST`]
+    /// bytes); `expected` is checked when given, as is `Docker-Content-Digest`. With
+    /// `missing_ok`, a 404 is `None`.
+    fn document(
+        &mut self,
+        tail: &str,
+        accept: &str,
+        expected: Option<&Digest>,
+        missing_ok: bool,
+        what: &str,
+    ) -> Result<Option<Fetched>> {
+        let url = self.url(tail);
+        let response = self.send(http::Method::GET, &url, &[("Accept", accept)], Body::Empty, what)?;
+        if missing_ok && response.status().as_u16() == 404 {
+            drop(error_body(response));
+            return Ok(None);
+        }
         let response = Self::expect(response, &[200], what)?;
         let media_type = response
             .headers()
@@ -359,12 +379,26 @@ impl Registry {
         }
         if let Some(said) = header_digest
             && said != digest.to_string()
+            && tail.starts_with("manifests/")
         {
             return Err(invalid(format!(
                 "{what}: digest mismatch: Docker-Content-Digest says {said}, the manifest hashes to {digest}"
             )));
         }
-        Ok(Fetched { bytes: hasher.into_inner(), media_type, digest })
+        Ok(Some(Fetched { bytes: hasher.into_inner(), media_type, digest }))
+    }
+
+    /// Pushes a manifest or index as `reference` (a tag or its digest); returns the
+    /// `OCI-Subject` header of the answer, which a registry with the referrers API sends for a
+    /// manifest with a `subject`.
+    fn put_manifest_as(&mut self, reference: &str, manifest: &Fetched, what: &str) -> Result<Option<String>> {
+        let url = self.url(&format!("manifests/{reference}"));
+        let response =
+            self.send(http::Method::PUT, &url, &[], Body::Bytes(&manifest.bytes, &manifest.media_type), what)?;
+        let response = Self::expect(response, &[201, 200], what)?;
+        let subject = response.headers().get("oci-subject").and_then(|v| v.to_str().ok()).map(str::to_string);
+        drop(error_body(response));
+        Ok(subject)
     }
 
     /// Streams a blob into `out`, resuming with `Range` after a broken connection.
@@ -520,6 +554,36 @@ impl Source for Registry {
     fn fork(&self) -> Box<dyn Source + Send> {
         Box::new(self.clone())
     }
+
+    fn sibling(&self, digest: &Digest) -> Box<dyn Source> {
+        let mut other = self.clone();
+        other.reference.tag = None;
+        other.reference.digest = Some(digest.clone());
+        Box::new(other)
+    }
+
+    fn referrers(&mut self, subject: &Digest) -> Result<Vec<Referrer>> {
+        let repository = self.repository_name();
+        let what = format!("{repository}: the referrers of {subject}");
+        let accept = OCI_INDEX;
+        if let Some(list) = self.document(&format!("referrers/{subject}"), accept, None, true, &what)? {
+            return referrers::parse_index(&list.bytes, &what);
+        }
+        // 404: no referrers API; the tag schema, if anyone kept it.
+        let tag = referrers::tag_for(subject);
+        let what = format!("{repository}: the referrers index tagged {tag}");
+        match self.document(&format!("manifests/{tag}"), ACCEPT, None, true, &what)? {
+            Some(index) => referrers::parse_index(&index.bytes, &what),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Registry {
+    /// `host/repository`, for messages about the repository rather than one image.
+    fn repository_name(&self) -> String {
+        format!("{}/{}", self.reference.registry, self.reference.repository)
+    }
 }
 
 impl Target for Registry {
@@ -594,12 +658,26 @@ impl Target for Registry {
         }
         let what = format!("{}: pushing manifest {}", self.reference, manifest.digest);
         let reference = self.reference.tag.clone().unwrap_or_else(|| manifest.digest.to_string());
-        let url = self.url(&format!("manifests/{reference}"));
-        let response =
-            self.send(http::Method::PUT, &url, &[], Body::Bytes(&manifest.bytes, &manifest.media_type), &what)?;
-        let response = Self::expect(response, &[201, 200], &what)?;
-        drop(error_body(response));
-        Ok(())
+        self.put_manifest_as(&reference, manifest, &what).map(drop)
+    }
+
+    fn attach(&mut self, manifest: &Fetched, referrer: &Referrer, subject: &Digest) -> Result<Attached> {
+        let repository = self.repository_name();
+        let what = format!("{repository}: pushing referrer {}", manifest.digest);
+        let said = self.put_manifest_as(manifest.digest.as_ref(), manifest, &what)?;
+        if said.as_deref() == Some(subject.as_ref()) {
+            return Ok(Attached::ReferrersApi);
+        }
+        // No referrers API: the tag schema's index, fetched (or started), extended, pushed back.
+        let tag = referrers::tag_for(subject);
+        let what = format!("{repository}: the referrers index tagged {tag}");
+        let existing = self.document(&format!("manifests/{tag}"), ACCEPT, None, true, &what)?;
+        let Some(bytes) = referrers::add(existing.as_ref().map(|f| f.bytes.as_slice()), referrer, &what)? else {
+            return Ok(Attached::TagSchemaListed);
+        };
+        let index = Fetched { digest: digest::of(&bytes), media_type: OCI_INDEX.into(), bytes };
+        self.put_manifest_as(&tag, &index, &format!("{what}: pushing it"))?;
+        Ok(Attached::TagSchema)
     }
 
     fn fork(&self) -> Box<dyn Target + Send> {

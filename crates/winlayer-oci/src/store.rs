@@ -67,6 +67,37 @@ pub trait Source {
     }
     /// Another handle on the same image, for a transfer on another thread.
     fn fork(&self) -> Box<dyn Source + Send>;
+    /// The manifest `digest` in the same repository or layout (e.g. a converted image's
+    /// source).
+    fn sibling(&self, digest: &Digest) -> Box<dyn Source>;
+    /// The manifests that name `subject` as theirs (OCI 1.1 referrers): a registry's
+    /// referrers API, else the referrers tag schema; a layout's `index.json`.
+    fn referrers(&mut self, subject: &Digest) -> Result<Vec<crate::referrers::Referrer>>;
+}
+
+/// How a referrer was attached to its subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attached {
+    /// The registry's referrers API took it (it answered the push with `OCI-Subject`).
+    ReferrersApi,
+    /// Listed in the referrers tag schema's index (`sha256-<hex>`), which was updated.
+    TagSchema,
+    /// The tag schema's index listed it already.
+    TagSchemaListed,
+    /// Listed in a layout's `index.json`, without a name.
+    LayoutIndex,
+}
+
+impl std::fmt::Display for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Attached::ReferrersApi => "the referrers API",
+            Attached::TagSchema => "the referrers tag schema (index updated)",
+            Attached::TagSchemaListed => "the referrers tag schema (index listed it already)",
+            Attached::LayoutIndex => "index.json (no name)",
+        })
+    }
 }
 
 /// Where images are written.
@@ -99,12 +130,20 @@ pub trait Target {
     }
     /// Stores the image's manifest and names it; the last step of a copy.
     fn put_manifest(&mut self, manifest: &Fetched, platform: &Platform) -> Result<()>;
+    /// Stores `manifest`, whose `subject` is `subject`, as a referrer of it (by digest, no
+    /// tag); `referrer` is its descriptor as a referrers index lists it.
+    fn attach(
+        &mut self,
+        manifest: &Fetched,
+        referrer: &crate::referrers::Referrer,
+        subject: &Digest,
+    ) -> Result<Attached>;
     /// Another handle on the same destination, for a transfer on another thread.
     fn fork(&self) -> Box<dyn Target + Send>;
 }
 
 /// Copies a file into `out`.
-fn copy_file(path: &std::path::Path, out: &mut dyn Write) -> Result<()> {
+pub(crate) fn copy_file(path: &std::path::Path, out: &mut dyn Write) -> Result<()> {
     let mut file = std::fs::File::open(path).map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
     std::io::copy(&mut file, out).map_err(|e| crate::Error::io(format!("copying {}", path.display()), e))?;
     Ok(())
@@ -114,7 +153,8 @@ fn copy_file(path: &std::path::Path, out: &mut dyn Write) -> Result<()> {
 pub fn open_source(location: &Location, options: &Options) -> Result<Box<dyn Source>> {
     Ok(match location {
         Location::Registry(r) => Box::new(Registry::new(r.clone(), options)?),
-        Location::Layout { path, tag } => Box::new(Layout::open(path)?.image(tag.clone())),
+        Location::Layout { path, digest: Some(d), .. } => Box::new(Layout::open(path)?.image_at(d.clone())),
+        Location::Layout { path, tag, digest: None } => Box::new(Layout::open(path)?.image(tag.clone())),
     })
 }
 
@@ -122,7 +162,12 @@ pub fn open_source(location: &Location, options: &Options) -> Result<Box<dyn Sou
 pub fn open_target(location: &Location, options: &Options) -> Result<Box<dyn Target>> {
     Ok(match location {
         Location::Registry(r) => Box::new(Registry::new(r.clone(), options)?),
-        Location::Layout { path, tag } => Box::new(Layout::create(path)?.image(tag.clone())),
+        Location::Layout { digest: Some(_), .. } => {
+            return Err(invalid(format!(
+                "{location}: a layout image is written under a name (oci:DIR[:TAG]), not a digest"
+            )));
+        }
+        Location::Layout { path, tag, digest: None } => Box::new(Layout::create(path)?.image(tag.clone())),
     })
 }
 

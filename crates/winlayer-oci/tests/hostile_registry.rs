@@ -153,7 +153,8 @@ fn options() -> Options {
 fn pull(addr: &str, dir: &Path) -> Result<store::CopyReport> {
     let reference = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
     let mut source = store::open_source(&Location::Registry(reference), &options())?;
-    let mut target = store::open_target(&Location::Layout { path: dir.join("layout"), tag: None }, &options())?;
+    let mut target =
+        store::open_target(&Location::Layout { path: dir.join("layout"), tag: None, digest: None }, &options())?;
     store::copy(source.as_mut(), target.as_mut(), &Platform::parse("windows/amd64").unwrap(), &Silent)
 }
 
@@ -457,7 +458,8 @@ fn push_registry(put: impl Fn(usize) -> Reply + Send + Sync + 'static, manifests
 
 fn push(from: &Path, addr: &str) -> Result<store::CopyReport> {
     let reference = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    let mut source = store::open_source(&Location::Layout { path: from.to_path_buf(), tag: None }, &options())?;
+    let mut source =
+        store::open_source(&Location::Layout { path: from.to_path_buf(), tag: None, digest: None }, &options())?;
     let mut target = store::open_target(&Location::Registry(reference), &options())?;
     store::copy(source.as_mut(), target.as_mut(), &Platform::parse("windows/amd64").unwrap(), &Silent)
 }

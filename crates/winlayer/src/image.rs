@@ -9,7 +9,9 @@ use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use winlayer_core::Result;
 use winlayer_oci::append::{self, Changes, LayerInput, LayerOptions};
+use winlayer_oci::convert::{self, ConvertReport, VerifyReport};
 use winlayer_oci::inspect::{self, ImageFacts};
+use winlayer_oci::layout::Layout;
 use winlayer_oci::registry::Options;
 use winlayer_oci::store::{self, CopyReport, Progress};
 use winlayer_oci::{Digest, Location, Platform};
@@ -75,7 +77,9 @@ pub enum ImageCommand {
     ///
     /// Every distributable layer is streamed through the strict layer reader (a layer that
     /// breaks the dialect is an error naming it); foreign layers are listed with their URLs,
-    /// not fetched.
+    /// not fetched. The image's conversions (`image convert --attach`: its referrers with
+    /// artifactType application/vnd.winlayer.cimfs.image.v1) are listed; for a converted
+    /// image, each layer's source layer digest and diffID (converted layers are not read).
     Inspect {
         /// A registry reference or a layout.
         #[arg(value_name = "REF|LAYOUT")]
@@ -154,6 +158,87 @@ pub enum ImageCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Pre-convert an image's layers to CimFS layers, so winlayer's differ unpacks it without
+    /// reading a tar or building a CIM.
+    ///
+    /// A converted image holds, for each layer of SRC, one blob with everything a CimFS
+    /// snapshot of that layer holds — its CIM, forked from the layer below's, and its layer
+    /// directory's hives and files (media type application/vnd.winlayer.cimfs.layer.v1.tar+zstd,
+    /// docs/converted-layers.md) — under an OCI image manifest with artifactType
+    /// application/vnd.winlayer.cimfs.image.v1 and SRC's config unchanged, so its diffIDs and
+    /// chain IDs, and the snapshots containerd names after them, are SRC's. Who can use it:
+    /// containerd 2.1 or later with winlayer's differ (`winlayer serve --mode cimfs`; its
+    /// --print-config gives the unpack_config layer_types lines). Every other node keeps
+    /// pulling SRC, which conversion never changes.
+    ///
+    /// -t DST writes the converted image under a name of its own (a registry reference or a
+    /// layout). --attach stores it in SRC's repository (or layout) as a referrer of SRC (OCI
+    /// 1.1 `subject`): through the registry's referrers API, or on registries without it
+    /// through the referrers tag schema (an index tagged sha256-<hex of SRC's digest>); in a
+    /// layout, listed in index.json without a name. `winlayer image inspect SRC` then lists
+    /// it. Give -t, --attach or both.
+    ///
+    /// The conversion is reproducible: the same SRC gives byte-identical blobs and manifest on
+    /// any machine, so nobody has to trust the converter — pin the converted manifest's digest,
+    /// or check it with `winlayer image verify-conversion`. Each source layer is checked
+    /// against its digest and the config's diffID; images with foreign (nondistributable)
+    /// layers are refused. The layer directories and CIMs of the chain are built in a
+    /// temporary directory (--work-dir, default the system's), removed afterwards.
+    ///
+    /// Example: winlayer image convert localhost:5000/app:1 --to cimfs --attach --insecure
+    #[command(group(clap::ArgGroup::new("destination").required(true).multiple(true).args(["target", "attach"])))]
+    Convert {
+        /// The image to convert: a registry reference or a layout.
+        #[arg(value_name = "SRC")]
+        source: String,
+        /// The layer format to convert to.
+        #[arg(long = "to", value_enum, value_name = "FORMAT")]
+        to: ConvertTo,
+        /// Where the converted image goes: a registry reference or a layout.
+        #[arg(short = 't', long = "tag", value_name = "REF|LAYOUT")]
+        target: Option<String>,
+        /// Store the converted image as a referrer of SRC, in SRC's repository or layout.
+        #[arg(long)]
+        attach: bool,
+        /// Where to build the layers (default: the system's temporary directory).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Check that a converted image is exactly what converting its source gives.
+    ///
+    /// The source is the manifest the converted image names (its subject, else its
+    /// io.winlayer.cimfs.source.manifest annotation), fetched by that digest from the
+    /// converted image's repository or layout, or from --source's. It is converted again in a
+    /// temporary directory (nothing is written anywhere else) and every layer digest and the
+    /// manifest digest are compared. Prints each layer ok or MISMATCH; exits 1 when anything
+    /// differs (the converted image is then not its source's conversion: do not use it), 2
+    /// when the check could not be made.
+    ///
+    /// Example: winlayer image verify-conversion localhost:5000/app@sha256:… --insecure
+    VerifyConversion {
+        /// The converted image: a registry reference or a layout (oci:DIR@sha256:… for an
+        /// attached one).
+        #[arg(value_name = "DST")]
+        converted: String,
+        /// Where the source image is (its repository or layout; the digest is the one the
+        /// converted image names).
+        #[arg(long, value_name = "REF|LAYOUT")]
+        source: Option<String>,
+        /// Where to build the layers (default: the system's temporary directory).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// Formats `image convert` converts to.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ConvertTo {
+    /// CimFS container layers (containerd's cimfs snapshotter, winlayer's differ).
+    Cimfs,
 }
 
 #[derive(Args)]
@@ -218,7 +303,7 @@ fn layout(text: &str) -> Result<Location> {
     if text.starts_with("oci:") {
         return Location::parse(text);
     }
-    Ok(Location::Layout { path: text.into(), tag: None })
+    Ok(Location::Layout { path: text.into(), tag: None, digest: None })
 }
 
 /// A registry argument, refused when it names a layout.
@@ -302,6 +387,38 @@ pub fn run(command: ImageCommand) -> Result<ExitCode> {
             let report = winlayer_oci::squash::squash(from.as_mut(), &platform, &options, to.as_mut(), &Bars::new())?;
             built(&report, common.json)
         }
+        ImageCommand::Convert { source, to: ConvertTo::Cimfs, target, attach, work_dir, common } => {
+            let platform = Platform::parse(&common.platform)?;
+            let options = common.options();
+            let from = Location::parse(&source)?;
+            let mut src = store::open_source(&from, &options)?;
+            let mut to = target.as_deref().map(|t| store::open_target(&Location::parse(t)?, &options)).transpose()?;
+            let mut attach_to: Option<Box<dyn store::Target>> = match (attach, &from) {
+                (false, _) => None,
+                (true, Location::Registry(_)) => Some(store::open_target(&from, &options)?),
+                (true, Location::Layout { path, .. }) => Some(Box::new(Layout::open(path)?.image(None))),
+            };
+            let work = work_dir.unwrap_or_else(std::env::temp_dir);
+            let report = convert::convert(
+                src.as_mut(),
+                &platform,
+                to.as_deref_mut().map(|t| t as &mut dyn store::Target),
+                attach_to.as_deref_mut().map(|t| t as &mut dyn store::Target),
+                &work,
+                &Bars::new(),
+            )?;
+            print(common.json, &report, |out| convert_text(&report, out))
+        }
+        ImageCommand::VerifyConversion { converted, source, work_dir, common } => {
+            let platform = Platform::parse(&common.platform)?;
+            let options = common.options();
+            let mut dst = store::open_source(&Location::parse(&converted)?, &options)?;
+            let src = source.as_deref().map(|s| store::open_source(&Location::parse(s)?, &options)).transpose()?;
+            let work = work_dir.unwrap_or_else(std::env::temp_dir);
+            let report = convert::verify(dst.as_mut(), src.as_deref(), &platform, &work, &Bars::new())?;
+            print(common.json, &report, |out| verify_text(&report, out))?;
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         ImageCommand::FromScratch { source, config, target, common } => {
             let platform = Platform::parse(&common.platform)?;
             let mut to = store::open_target(&Location::parse(&target)?, &common.options())?;
@@ -345,6 +462,56 @@ fn copy_text(report: &CopyReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{} ({}) -> {} as {}", report.source, report.platform, report.destination, report.manifest)
 }
 
+fn convert_text(report: &ConvertReport, out: &mut dyn Write) -> std::io::Result<()> {
+    for (i, l) in report.layers.iter().enumerate() {
+        writeln!(
+            out,
+            "layer {i} {} -> {} {:>12} ({} layer files, {} CIM files)",
+            l.source_digest, l.digest, l.size, l.host_files, l.cim_files
+        )?;
+    }
+    writeln!(out, "{} ({}) converted to cimfs as {}", report.source, report.platform, report.manifest)?;
+    for d in &report.destinations {
+        writeln!(out, "  -> {}: {}", d.name, d.how)?;
+    }
+    Ok(())
+}
+
+fn verify_text(report: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()> {
+    let none = || "(none)".to_string();
+    for l in &report.layers {
+        if l.ok {
+            writeln!(out, "layer {} ok       {}", l.index, l.listed.clone().unwrap_or_else(none))?;
+        } else {
+            writeln!(
+                out,
+                "layer {} MISMATCH the image lists {}, converting the source gives {}",
+                l.index,
+                l.listed.clone().unwrap_or_else(none),
+                l.derived.clone().unwrap_or_else(none)
+            )?;
+        }
+    }
+    if report.manifest == report.derived_manifest {
+        writeln!(out, "manifest ok       {}", report.manifest)?;
+    } else {
+        writeln!(
+            out,
+            "manifest MISMATCH {}, converting the source gives {}",
+            report.manifest, report.derived_manifest
+        )?;
+    }
+    if report.ok {
+        writeln!(out, "{} is the conversion of {} ({})", report.converted, report.source, report.source_manifest)
+    } else {
+        writeln!(
+            out,
+            "{} is NOT what converting {} ({}) gives",
+            report.converted, report.source, report.source_manifest
+        )
+    }
+}
+
 fn inspect_text(f: &ImageFacts, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "image     {}", f.name)?;
     writeln!(out, "manifest  {} ({})", f.manifest, f.media_type)?;
@@ -358,8 +525,18 @@ fn inspect_text(f: &ImageFacts, out: &mut dyn Write) -> std::io::Result<()> {
             writeln!(out, "  {k}: {v}")?;
         }
     }
+    if let Some(from) = &f.converted_from {
+        writeln!(out, "converted from {from} (a winlayer cimfs conversion)")?;
+    }
+    for c in &f.conversions {
+        writeln!(out, "conversion {} (cimfs): {} of {} layers converted", c.digest, c.converted_layers, c.layers)?;
+    }
     for (i, l) in f.layers.iter().enumerate() {
         writeln!(out, "layer {i}   {} {} bytes {}", l.digest, l.size, l.media_type)?;
+        if let Some(s) = &l.source {
+            writeln!(out, "  converted from {} (diffID {})", s.digest, s.diff_id)?;
+            continue;
+        }
         if l.foreign {
             writeln!(
                 out,

@@ -335,9 +335,9 @@ fn apply_converted(target: Target, blob: BlobReader, source: ConvertedSource) ->
         diff_id: source.diff_id,
         uncompressed: source.size,
         summary: format!(
-            "{}: converted layer, {} records read back, {} layer files, {} region files written",
+            "{}: converted layer, {} bytes of file data checked, {} layer files, {} region files written",
             done.cim.display(),
-            done.records,
+            done.file_data,
             done.host_files.len(),
             done.region_files
         ),
