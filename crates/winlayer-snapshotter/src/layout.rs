@@ -494,6 +494,69 @@ mod tests {
         );
     }
 
+    /// containerd 2.2's blockcim snapshotter: type `BlockCIM` with no ro/rw, then
+    /// `parentCimPaths=` (always, `[]` without parents), `blockCIMType=file`, the two
+    /// settings' flags when set, and `mergedCIMPath=` (the immediate parent's merged CIM) for a
+    /// scratch over more than one layer; the source is the directory of a scratch (one with
+    /// `sandbox.vhdx`) or a layer's CIM inside its block file.
+    #[test]
+    fn blockcim_mounts_match_containerd() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path().display().to_string();
+        let plain = Layout::new(Mode::Blockcim, tmp.path());
+        let cim = |id: u64| format!("{r}/snapshots/{id}/layer.vhd/layer.cim");
+        // An extraction snapshot (a layer being written) and a committed layer.
+        assert_eq!(
+            plain.mounts(Kind::Active, 1, &[]),
+            [Mount {
+                kind: "BlockCIM".into(),
+                source: cim(1),
+                options: vec!["parentCimPaths=[]".into(), "blockCIMType=file".into()],
+            }]
+        );
+        assert_eq!(plain.mounts(Kind::Committed, 2, &[1])[0].options[0], format!("parentCimPaths=[\"{}\"]", cim(1)));
+        // Scratches and views: sandbox.vhdx makes the snapshot directory the source.
+        for id in [3, 4] {
+            fs::create_dir_all(tmp.path().join("snapshots").join(id.to_string())).unwrap();
+            fs::write(tmp.path().join(format!("snapshots/{id}/sandbox.vhdx")), b"").unwrap();
+        }
+        let one = plain.mounts(Kind::Active, 3, &[1]);
+        assert_eq!((one[0].kind.as_str(), one[0].source.clone()), ("BlockCIM", format!("{r}/snapshots/3")));
+        assert_eq!(one[0].options, [format!("parentCimPaths=[\"{}\"]", cim(1)), "blockCIMType=file".into()]);
+        let all = BlockCimOptions { enable_layer_integrity: true, append_vhd_footer: true, unformatted_scratch: true };
+        let verified = Layout::with_block(Mode::Blockcim, tmp.path(), all);
+        for kind in [Kind::Active, Kind::View] {
+            let m = verified.mounts(kind, 4, &[2, 1]);
+            assert_eq!(m[0].source, format!("{r}/snapshots/4"));
+            assert_eq!(
+                m[0].options,
+                [
+                    format!("parentCimPaths=[\"{}\",\"{}\"]", cim(2), cim(1)),
+                    "blockCIMType=file".into(),
+                    "enable_layer_integrity".into(),
+                    "append_vhd_footer".into(),
+                    format!("mergedCIMPath={r}/snapshots/2/merged.vhd/merged.cim"),
+                ]
+            );
+        }
+        // A layer over two others has no merged CIM of its own: only scratches mount one.
+        assert_eq!(verified.mounts(Kind::Committed, 5, &[2, 1])[0].options.len(), 4);
+        assert_eq!(verified.mounts(Kind::Committed, 5, &[2, 1])[0].source, cim(5));
+    }
+
+    #[test]
+    fn blockcim_merges_only_for_scratches_over_more_than_one_layer() {
+        let layout = Layout::new(Mode::Blockcim, Path::new("/r"));
+        let block = |id: u64| PathBuf::from(format!("/r/snapshots/{id}/layer.vhd"));
+        assert_eq!(
+            layout.merge_for("container", &[3, 2, 1]),
+            Some((PathBuf::from("/r/snapshots/3/merged.vhd"), vec![block(3), block(2), block(1)]))
+        );
+        assert_eq!(layout.merge_for("container", &[1]), None);
+        assert_eq!(layout.merge_for("default/9/extract-9 sha256:a", &[2, 1]), None);
+        assert_eq!(Layout::new(Mode::Cimfs, Path::new("/r")).merge_for("container", &[2, 1]), None);
+    }
+
     #[test]
     fn linux_mounts_match_containerd_overlay() {
         let mut layout = Layout::new(Mode::Linux, Path::new("/r"));

@@ -5,9 +5,11 @@
 //!   socket; the caller's namespace passed on), checks its digest and size as it streams,
 //!   computes the uncompressed digest (the diffID containerd compares with the image config)
 //!   and applies by mount type: `CimFS` through winlayer-layers' CIM import (what `winlayer
-//!   import --format cim` runs), `bind` and `overlay` through its directory apply (a Linux view
-//!   with OCI whiteouts and `user.windows.*` attributes). Nothing is left in the snapshot when
-//!   Apply fails.
+//!   import --format cim` runs), `BlockCIM` through Windows' cimwriter.dll (win32::block_cim,
+//!   what `winlayer cim create --block` runs: on other systems only a test double stands in,
+//!   and without one Apply is NotImplemented), `bind` and `overlay` through its directory apply
+//!   (a Linux view with OCI whiteouts and `user.windows.*` attributes). Nothing is left in the
+//!   snapshot when Apply fails.
 //! * **Diff** writes a canonical Windows layer tar into containerd's content store: of a `CimFS`
 //!   layer against its parent (what `winlayer export` writes), or of a `bind` directory against
 //!   another (read as `tar from-dir` reads a tree, whiteouts for what is gone).
@@ -30,6 +32,7 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 use wcow_tar::{Input, LayerReader};
+use win32::block_cim::BlockLayer;
 use winlayer_core::dir::DirOptions;
 use winlayer_core::{Data, Entry, FileTime, LayerSink, LayerSource};
 use winlayer_layers::converted;
@@ -46,12 +49,20 @@ pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
 #[derive(Clone)]
 pub struct DiffService {
     content: ContentStore,
+    /// Where `BlockCIM` Apply loads the CIM DLLs from.
+    cims: win32::Source,
 }
 
 impl DiffService {
     /// A differ reading and writing blobs through the containerd at `containerd_address`.
     pub fn new(containerd_address: &str) -> Self {
-        DiffService { content: ContentStore::new(containerd_address) }
+        DiffService { content: ContentStore::new(containerd_address), cims: win32::Source::System }
+    }
+
+    /// The same, with `BlockCIM` layers written through the CIM DLLs of `source` (Windows' own
+    /// by default, which exist only on Windows; a test double anywhere).
+    pub fn with_cims(self, source: win32::Source) -> Self {
+        DiffService { cims: source, ..self }
     }
 
     /// The tonic server for this service.
@@ -106,6 +117,12 @@ enum Target {
         cim: PathBuf,
         parents: Vec<winlayer_layers::Parent>,
     },
+    /// A single-file block CIM, written through the CIM DLLs of `cims`.
+    Block {
+        layer: BlockLayer,
+        parents: usize,
+        cims: win32::Source,
+    },
     #[cfg(unix)]
     Dir {
         dir: PathBuf,
@@ -115,7 +132,7 @@ enum Target {
 }
 
 impl Target {
-    fn of(mount: &TheMount) -> Result<Target, Status> {
+    fn of(mount: &TheMount, cims: &win32::Source) -> Result<Target, Status> {
         if mount.read_only() {
             return Err(Status::invalid_argument(format!("the {} mount is read-only", mount.kind)));
         }
@@ -163,9 +180,47 @@ impl Target {
                 "windows-layer mounts are applied by Windows' own layer writer (vmcompute), which exists only on \
                  Windows; containerd's windows differ handles them there"
             })),
-            "BlockCIM" => Err(Status::unimplemented("BlockCIM layers are not written by winlayer yet")),
+            "BlockCIM" => Target::block(mount, cims),
             other => Err(Status::unimplemented(format!("mount type {other:?} is not one winlayer applies layers to"))),
         }
+    }
+}
+
+impl Target {
+    /// A `BlockCIM` mount as containerd's blockcim snapshotter returns it for an extraction
+    /// snapshot: the source is `<block file>/<name>.cim`, `blockCIMType=file` (the only kind
+    /// containerd extracts into; an absent option is taken as it, as containerd does),
+    /// `parentCimPaths=` the layers below, and the settings' flags.
+    fn block(mount: &TheMount, cims: &win32::Source) -> Result<Target, Status> {
+        match mount.option("blockCIMType") {
+            None | Some("file") => {}
+            Some(other) => {
+                return Err(Status::invalid_argument(format!(
+                    "the BlockCIM mount has blockCIMType={other}: layers are extracted into single-file block CIMs \
+                     (blockCIMType=file) only"
+                )));
+            }
+        }
+        let parents = mount.paths("parentCimPaths")?.len();
+        let name =
+            mount.source.file_name().and_then(|n| n.to_str()).filter(|n| n.to_ascii_lowercase().ends_with(".cim"));
+        let (Some(name), Some(file)) = (name, mount.source.parent().filter(|p| !p.as_os_str().is_empty())) else {
+            return Err(Status::invalid_argument(format!(
+                "the BlockCIM mount's source {} is not a CIM inside a block file (…/layer.vhd/layer.cim)",
+                mount.source.display()
+            )));
+        };
+        if !cfg!(windows) && *cims == win32::Source::System {
+            return Err(Status::unimplemented(format!("BlockCIM Apply: {}", win32::block_cim::NEEDS_WINDOWS)));
+        }
+        let flag = |f: &str| mount.options.iter().any(|o| o == f);
+        let layer = BlockLayer {
+            file: file.to_path_buf(),
+            name: name.to_owned(),
+            integrity: flag("enable_layer_integrity"),
+            vhd_footer: flag("append_vhd_footer"),
+        };
+        Ok(Target::Block { layer, parents, cims: cims.clone() })
     }
 }
 
@@ -245,6 +300,41 @@ fn apply_blocking(target: Target, blob: BlobReader) -> Result<Applied, Status> {
                     c.deleted
                 ),
             })
+        }
+        Target::Block { layer, parents, cims } => {
+            let dlls = win32::block_cim::load(&cims)
+                .map_err(|e| Status::failed_precondition(format!("BlockCIM Apply: loading the CIM DLLs: {e}")))?;
+            // What the blob itself did wrong (its digest, its archive) keeps its own code;
+            // what the writer refused is told as the writer said.
+            let mut read = None;
+            let written = win32::block_cim::write_layer(&dlls, &layer, |sink| {
+                let outcome = read_layer(blob, sink);
+                let failed = outcome.as_ref().err().map(|s| winlayer_core::Error::Invalid(s.message().to_owned()));
+                read = Some(outcome);
+                failed.map_or(Ok(()), Err)
+            });
+            let hash = match (read, written) {
+                (Some(Err(status)), _) => return Err(status),
+                (_, Err(e)) => return Err(Status::internal(format!("writing the block CIM: {e}"))),
+                (Some(Ok(read)), Ok(hash)) => (read, hash),
+                (None, Ok(_)) => {
+                    return Err(Status::internal("the block CIM writer finished without reading the layer"));
+                }
+            };
+            let ((diff_id, uncompressed), hash) = hash;
+            let mut summary = format!(
+                "{} ({}) over {parents} layers, written by {}",
+                layer.file.display(),
+                layer.name,
+                dlls.writer_dll()
+            );
+            if let Some(hash) = hash {
+                summary.push_str(&format!("; sealed, root hash {}", win32::block_cim::hex(&hash)));
+            }
+            if layer.vhd_footer {
+                summary.push_str("; VHD footer appended");
+            }
+            Ok(Applied { diff_id, uncompressed, summary })
         }
         #[cfg(unix)]
         Target::Dir { dir, lowers, whiteouts } => {
@@ -364,7 +454,7 @@ impl diff_server::Diff for DiffService {
                 LayerMedia::of(&desc.media_type)?;
             }
             let mount = TheMount::from(&request.mounts)?;
-            let target = Target::of(&mount)?;
+            let target = Target::of(&mount, &self.cims)?;
             let blob = self.content.read(ns.as_deref(), &desc.digest, desc.size).await?;
             let applied = tokio::task::spawn_blocking(move || match source {
                 Some(source) => apply_converted(target, blob, source),
