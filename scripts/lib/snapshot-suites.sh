@@ -77,7 +77,7 @@ containerd_config() {
     echo "  address = \"$dir/ctrd.sock\""
     echo "[ttrpc]"
     echo "  address = \"$dir/ctrd.sock.ttrpc\""
-    for mode in linux windows cimfs; do
+    for mode in linux windows cimfs blockcim; do
       echo "[proxy_plugins.winlayer-$mode]"
       echo "  type = \"snapshot\""
       echo "  address = \"$sockets/$mode.sock\""

@@ -3,7 +3,7 @@
 # the newest 2.x release and the oldest 2.0.x):
 #   1. containerd 2.x's snapshotter conformance suite (core/snapshots/testsuite, the Go harness
 #      in tests/go/snapshots) through containerd's snapshots proxy client (linux mode: every
-#      test; windows and cimfs modes: the mount-free tests);
+#      test; windows, cimfs and blockcim modes: the mount-free tests);
 #   2. for each containerd version, a daemon (config version 3) with one proxy_plugins entry
 #      per mode: the same suite through it, and its garbage collector over snapshots whose
 #      labels exceed one gRPC message (`ctr snapshots rm`, then a forced collection).
@@ -37,7 +37,7 @@ source scripts/lib/snapshot-suites.sh
 
 echo "-- conformance suite through containerd 2.x's snapshots proxy client (one winlayer serve per test)"
 run_suite "linux mode, direct" 21 '^TestProxySnapshotter$' WINLAYER_BIN=$winlayer WINLAYER_MODE=linux
-for mode in windows cimfs; do
+for mode in windows cimfs blockcim; do
   run_suite "$mode mode, direct, mount-free tests" 5 "^TestProxySnapshotter$mountfree" \
     WINLAYER_BIN=$winlayer WINLAYER_MODE=$mode WINLAYER_EXTRACTION_KEYS=1
 done
@@ -46,13 +46,13 @@ for version in "${containerd2_versions[@]}"; do
   bin=${bins[$version]}
   d=$work/$version
   mkdir -p $d
-  for mode in linux windows cimfs; do
+  for mode in linux windows cimfs blockcim; do
     $winlayer serve --mode $mode --root $d/$mode --address $d/$mode.sock 2>>$d/$mode.log &
     pids+=($!)
   done
   containerd_config 3 $d $d io.containerd.grpc.v1.cri io.containerd.cri.v1.images io.containerd.cri.v1.runtime \
     io.containerd.nri.v1.nri
-  for mode in linux windows cimfs; do
+  for mode in linux windows cimfs blockcim; do
     for _ in $(seq 200); do [ -S $d/$mode.sock ] && break; sleep 0.05; done
     [ -S $d/$mode.sock ] || die "winlayer serve --mode $mode did not start: $(cat $d/$mode.log)"
   done
@@ -62,9 +62,9 @@ for version in "${containerd2_versions[@]}"; do
   # ctr 2.2+ warns on every call that cgroup v1 is deprecated: noise here.
   ctr() { "$bin/ctr" --address $ctrd "$@" 2> >(grep -v 'support for cgroup v1 is deprecated' >&2); }
   for _ in $(seq 200); do ctr version >/dev/null 2>&1 && break; sleep 0.05; done
-  echo "-- containerd $($bin/containerd --version | awk '{print $3}') (config version 3) with proxy_plugins winlayer-linux, winlayer-windows, winlayer-cimfs"
+  echo "-- containerd $($bin/containerd --version | awk '{print $3}') (config version 3) with proxy_plugins winlayer-linux, winlayer-windows, winlayer-cimfs, winlayer-blockcim"
   plugins=$(ctr plugins ls)
-  for mode in linux windows cimfs; do
+  for mode in linux windows cimfs blockcim; do
     grep -qE "io.containerd.snapshotter.v1 +winlayer-$mode +[^ ]+ +ok" <<<"$plugins" ||
       die "plugin winlayer-$mode not loaded: $(grep winlayer <<<"$plugins")"
   done
@@ -72,7 +72,7 @@ for version in "${containerd2_versions[@]}"; do
 
   run_suite "$version: linux mode, through containerd" 21 '^TestThroughContainerd$' \
     CONTAINERD_ADDRESS=$ctrd CONTAINERD_SNAPSHOTTER=winlayer-linux WINLAYER_MODE=linux
-  for mode in windows cimfs; do
+  for mode in windows cimfs blockcim; do
     run_suite "$version: $mode mode, through containerd, mount-free tests" 5 "^TestThroughContainerd$mountfree" \
       CONTAINERD_ADDRESS=$ctrd CONTAINERD_SNAPSHOTTER=winlayer-$mode WINLAYER_MODE=$mode WINLAYER_EXTRACTION_KEYS=1
   done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `winlayer serve` against containerd itself (Debian's containerd 1.6.20 and its Go sources):
 #   1. containerd's snapshotter conformance suite through containerd's snapshots proxy client
-#      (linux mode: every test 1.6.20 runs; windows and cimfs modes: the mount-free tests);
+#      (linux mode: every test 1.6.20 runs; windows, cimfs and blockcim modes: the mount-free tests);
 #   2. a containerd daemon with one proxy_plugins entry per mode: the same suite through it,
 #      and `ctr snapshots` scenarios (prepare, view, commit, ls, info, label, usage, mounts,
 #      tree, rm, extraction keys, garbage collection then Cleanup, each mode's mount options,
@@ -47,7 +47,7 @@ suite=$repo/target/snapshotter-conformance.test
 
 echo "-- conformance suite through containerd's snapshots proxy client (one winlayer serve per test; 1.6.20 always skips Rename)"
 run_suite "linux mode, direct" 20 '^TestProxySnapshotter$' WINLAYER_BIN=$winlayer WINLAYER_MODE=linux
-for mode in windows cimfs; do
+for mode in windows cimfs blockcim; do
   run_suite "$mode mode, direct, mount-free tests" 5 "^TestProxySnapshotter$mountfree" \
     WINLAYER_BIN=$winlayer WINLAYER_MODE=$mode WINLAYER_EXTRACTION_KEYS=1
 done
@@ -88,7 +88,7 @@ out=$(WINLAYER_SOCKET=$work/oracle-linux.sock WINLAYER_FILTER_CORPUS=$repo/fuzz/
 ok "$(grep -oE '[0-9]+ corpus files agree.*' <<<"$out")"
 stop oracle-linux TERM
 
-for mode in linux windows cimfs; do serve $mode; done
+for mode in linux windows cimfs blockcim; do serve $mode; done
 
 mkdir -p $work/ctrd
 containerd_config 2 $work/ctrd $work io.containerd.grpc.v1.cri
@@ -96,12 +96,12 @@ containerd --config $work/ctrd/config.toml >$work/ctrd/containerd.log 2>&1 &
 pids+=($!)
 ctrd=$work/ctrd/ctrd.sock
 for _ in $(seq 200); do ctr --address $ctrd version >/dev/null 2>&1 && break; sleep 0.05; done
-echo "-- containerd $(containerd --version | awk '{print $3}') with proxy_plugins winlayer-linux, winlayer-windows, winlayer-cimfs"
+echo "-- containerd $(containerd --version | awk '{print $3}') with proxy_plugins winlayer-linux, winlayer-windows, winlayer-cimfs, winlayer-blockcim"
 plugins=$(ctr --address $ctrd plugins ls)
-for mode in linux windows cimfs; do
+for mode in linux windows cimfs blockcim; do
   grep -qE "io.containerd.snapshotter.v1 +winlayer-$mode +- +ok" <<<"$plugins" || die "plugin winlayer-$mode not loaded"
 done
-ok "containerd loaded the three proxy snapshotters"
+ok "containerd loaded the four proxy snapshotters"
 
 # `json EXPR` evaluates a Python expression over standard input's JSON (as `d`); `plugin MODE`
 # dumps what the plugin itself stores (its List, Usage, Mounts), one JSON object a line.
@@ -282,10 +282,51 @@ expect_eq "ls" "$($S ls | awk 'NR>1 {print $NF}' | sort | tr '\n' ' ')" "Active 
 expect_eq "usage of a committed layer" "$($S usage sha256:b | awk 'NR==2 {print $NF}')" "1"
 gc_then_cleanup cimfs ctr1 "extract-3 inspect" sha256:c sha256:b
 
+echo "-- ctr snapshots scenarios, blockcim mode (layers, merged CIMs: Windows' cimfs.dll, not run here)"
+S="ctr --address $ctrd snapshots --snapshotter winlayer-blockcim"
+snaps=$work/blockcim/snapshots
+$winlayer vhdx check $work/blockcim/blank.vhdx >/dev/null &&
+  ok "the scratch templates were made at start, as in cimfs mode (winlayer vhdx check)" ||
+  die "blockcim mode started without its templates: $(ls $work/blockcim)"
+expect_fail "a scratch without parent is refused (as containerd's blockcim does)" "without any parent.*invalid argument" \
+  $S prepare base-active
+out=$($S prepare --mounts "extract-1 sha256:b")
+b_cim=$(json 'd[0]["Source"]' <<<"$out")
+b_id=$(basename $(dirname $(dirname $b_cim)))
+expect_eq "extraction: BlockCIM, no ro/rw, its source the layer's CIM inside layer.vhd" \
+  "$(json 'd[0]["Type"], d[0]["Source"], d[0]["Options"]' <<<"$out")" \
+  "BlockCIM $snaps/$b_id/layer.vhd/layer.cim ['parentCimPaths=[]', 'blockCIMType=file']"
+expect_eq "an extraction target is an empty directory (the differ writes layer.vhd)" "$(ls -A $snaps/$b_id)" ""
+$S commit sha256:b "extract-1 sha256:b"
+out=$($S prepare --mounts "extract-2 sha256:c" sha256:b)
+c_id=$(basename $(dirname $(dirname $(json 'd[0]["Source"]' <<<"$out"))))
+expect_eq "extraction on a parent: parentCimPaths" "$(json 'd[0]["Options"]' <<<"$out")" \
+  "['parentCimPaths=[\"$b_cim\"]', 'blockCIMType=file']"
+$S commit sha256:c "extract-2 sha256:c"
+out=$($S prepare --mounts ctr1 sha256:b)
+ctr1_dir=$(json 'd[0]["Source"]' <<<"$out")
+expect_eq "a container scratch over one layer: its directory, no merged CIM" \
+  "$(dirname $ctr1_dir) $(json 'd[0]["Options"]' <<<"$out")" \
+  "$snaps ['parentCimPaths=[\"$b_cim\"]', 'blockCIMType=file']"
+$winlayer vhdx check $ctr1_dir/sandbox.vhdx >/dev/null &&
+  ok "its sandbox.vhdx is a whole copy of the root's blank.vhdx over blank-base.vhdx (winlayer vhdx check)" ||
+  die "blockcim scratch: $($winlayer vhdx check $ctr1_dir/sandbox.vhdx)"
+expect_fail "a scratch over two layers needs their merged CIM, which only Windows' cimfs.dll builds" \
+  "need Windows.*not implemented" $S prepare ctr2 sha256:c
+expect_eq "the refused Prepare left no snapshot and no merged CIM" \
+  "$(plugin blockcim | grep -c '/ctr2"' || true) $(ls -A $snaps/$c_id | tr '\n' ' ')$(ls $snaps | wc -l)" "0 3"
+expect_fail "a container scratch cannot be committed (as containerd's blockcim)" "not supported.*not implemented" \
+  $S commit layer ctr1
+out=$(view_kept "extract-3 inspect" sha256:b)
+expect_eq "view: a scratch too (sandbox.vhdx), no ro" "$(json 'd[0]["Options"]' <<<"$out")" \
+  "['parentCimPaths=[\"$b_cim\"]', 'blockCIMType=file']"
+expect_eq "ls" "$($S ls | awk 'NR>1 {print $NF}' | sort | tr '\n' ' ')" "Active Committed Committed View "
+gc_then_cleanup blockcim ctr1 "extract-3 inspect" sha256:c sha256:b
+
 echo "-- conformance suite through the containerd daemon (metadata layer, proxy, winlayer)"
 run_suite "linux mode, through containerd" 20 '^TestThroughContainerd$' \
   CONTAINERD_ADDRESS=$ctrd CONTAINERD_SNAPSHOTTER=winlayer-linux
-for mode in windows cimfs; do
+for mode in windows cimfs blockcim; do
   run_suite "$mode mode, through containerd, mount-free tests" 5 "^TestThroughContainerd$mountfree" \
     CONTAINERD_ADDRESS=$ctrd CONTAINERD_SNAPSHOTTER=winlayer-$mode WINLAYER_EXTRACTION_KEYS=1
 done
@@ -343,7 +384,7 @@ ok "after 5 kills every snapshot is whole and Cleanup left no orphan ($(grep '^c
 kill -TERM $churn_pid
 wait $churn_pid
 
-for mode in linux windows cimfs; do stop $mode TERM; done
+for mode in linux windows cimfs blockcim; do stop $mode TERM; done
 ok "every winlayer serve stopped cleanly on SIGTERM"
 echo "snapshotter suite took $(($(date +%s) - started)) s"
 echo "snapshotter: $passes passed, 0 failed"
