@@ -246,14 +246,19 @@ expect_eq "label reaches the plugin" "$(plugin windows | grep -c '"containerd.io
 expect_eq "tree" "$($S tree | tr -s ' \n' ' ')" " base \\_ sha256:l2 \\_ ctr1 \\_ extract-2 inspect "
 gc_then_cleanup windows ctr1 "extract-2 inspect" sha256:l2 base
 
+# cim_mode_start MODE: what the cimfs and blockcim modes share before any layer: the scratch
+# templates made at start, and a scratch without parent refused (as containerd's snapshot does).
+cim_mode_start() {
+  $winlayer vhdx check $work/$1/blank.vhdx >/dev/null &&
+    ok "$1: the scratch templates were made at start (winlayer vhdx check of blank.vhdx over blank-base.vhdx)" ||
+    die "$1 mode started without its templates: $(ls $work/$1)"
+  expect_fail "$1: a scratch without parent is refused (as containerd's $1 does)" "without any parent.*invalid argument" \
+    $S prepare base-active
+}
 echo "-- ctr snapshots scenarios, cimfs mode"
 S="ctr --address $ctrd snapshots --snapshotter winlayer-cimfs"
 cims=$work/cimfs/snapshots/cim-layers
-$winlayer vhdx check $work/cimfs/blank.vhdx >/dev/null &&
-  ok "the scratch templates were made at start (winlayer vhdx check of blank.vhdx over blank-base.vhdx)" ||
-  die "cimfs mode started without its templates: $(ls $work/cimfs)"
-expect_fail "a scratch without parent is refused (as containerd's cimfs does)" "without any parent.*invalid argument" \
-  $S prepare base-active
+cim_mode_start cimfs
 out=$($S prepare --mounts "extract-1 sha256:b")
 b_dir=$(json 'd[0]["Source"]' <<<"$out")
 b_id=$(basename $b_dir)
@@ -285,11 +290,7 @@ gc_then_cleanup cimfs ctr1 "extract-3 inspect" sha256:c sha256:b
 echo "-- ctr snapshots scenarios, blockcim mode (layers, merged CIMs: Windows' cimfs.dll, not run here)"
 S="ctr --address $ctrd snapshots --snapshotter winlayer-blockcim"
 snaps=$work/blockcim/snapshots
-$winlayer vhdx check $work/blockcim/blank.vhdx >/dev/null &&
-  ok "the scratch templates were made at start, as in cimfs mode (winlayer vhdx check)" ||
-  die "blockcim mode started without its templates: $(ls $work/blockcim)"
-expect_fail "a scratch without parent is refused (as containerd's blockcim does)" "without any parent.*invalid argument" \
-  $S prepare base-active
+cim_mode_start blockcim
 out=$($S prepare --mounts "extract-1 sha256:b")
 b_cim=$(json 'd[0]["Source"]' <<<"$out")
 b_id=$(basename $(dirname $(dirname $b_cim)))
