@@ -68,7 +68,7 @@ for version in "${containerd2_versions[@]}"; do
     grep -qE "io.containerd.snapshotter.v1 +winlayer-$mode +[^ ]+ +ok" <<<"$plugins" ||
       die "plugin winlayer-$mode not loaded: $(grep winlayer <<<"$plugins")"
   done
-  ok "containerd $version loaded the three proxy snapshotters"
+  ok "containerd $version loaded the four proxy snapshotters"
 
   run_suite "$version: linux mode, through containerd" 21 '^TestThroughContainerd$' \
     CONTAINERD_ADDRESS=$ctrd CONTAINERD_SNAPSHOTTER=winlayer-linux WINLAYER_MODE=linux

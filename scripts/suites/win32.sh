@@ -7,7 +7,7 @@
 #  4. under wine 8: winlayer.exe's version report (the manifest in effect), and the win32,
 #     wincmdline and winlayer tests: the double as a DLL, the command-line table through
 #     wine's CommandLineToArgvW and msvcrt, the named pipe and its ACL, the block CIM commands
-#     refusing cleanly without cimfs.dll.
+#     refusing cleanly without cimfs.dll, the snapshotter's blockcim merges against the double.
 # Steps 2-4 are skipped, visibly, when the Windows target cannot be installed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -56,6 +56,8 @@ cargo build -q --locked --target "$target" -p winlayer "${lean[@]}"
 cargo test -q --locked --no-run --tests --target "$target" -p win32 -p wincmdline "${lean[@]}"
 # Of winlayer's own tests only the command-line ones concern Windows; the rest drive Linux tools.
 cargo test -q --locked --no-run --target "$target" -p winlayer --test cmdline_cli --test block_cli "${lean[@]}"
+# Of the snapshotter's, the blockcim mode's merges through the double (the rest is the Linux suites').
+cargo test -q --locked --no-run --target "$target" -p winlayer-snapshotter --test blockcim "${lean[@]}"
 exe="target/$target/debug/winlayer.exe"
 
 step "manifest and imports of winlayer.exe (pefile)"
@@ -89,4 +91,5 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$wine" WINLAYER_ARGV_ECHO="$wo
 cargo test -q --locked --tests --target "$target" -p win32 -p wincmdline "${lean[@]}" 2>&1 | grep -v '^$'
 # block_cli: winlayer.exe's block CIM commands reach cimfs.dll, which wine lacks, and write nothing.
 cargo test -q --locked --target "$target" -p winlayer --test cmdline_cli --test block_cli "${lean[@]}" 2>&1 | grep -v '^$'
+cargo test -q --locked --target "$target" -p winlayer-snapshotter --test blockcim "${lean[@]}" 2>&1 | grep -v '^$'
 step "done"

@@ -103,6 +103,29 @@ impl BlockCimOptions {
     pub fn any(&self) -> bool {
         self.enable_layer_integrity || self.append_vhd_footer || self.unformatted_scratch
     }
+
+    /// Refuses settings given for a mode other than `blockcim`.
+    pub fn check(&self, mode: Mode) -> Result<()> {
+        if mode != Mode::Blockcim && self.any() {
+            return Err(Error::invalid_argument(format!(
+                "enable_layer_integrity, append_vhd_footer and unformatted_scratch are blockcim mode's settings, \
+                 not {mode} mode's"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The `winlayer serve` flags that set them.
+    pub fn flags(&self) -> Vec<&'static str> {
+        [
+            (self.enable_layer_integrity, "--enable-layer-integrity"),
+            (self.append_vhd_footer, "--append-vhd-footer"),
+            (self.unformatted_scratch, "--unformatted-scratch"),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect()
+    }
 }
 
 /// `blockcim` mode: a layer's block file and the CIM inside it.

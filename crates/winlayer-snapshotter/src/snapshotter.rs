@@ -127,12 +127,7 @@ impl Snapshotter {
     /// Opens the root with `options`.
     pub fn open_with(root: &Path, mode: Mode, options: Options) -> Result<Snapshotter> {
         let Options { scratch, block, cims } = options;
-        if mode != Mode::Blockcim && block.any() {
-            return Err(Error::invalid_argument(format!(
-                "enable_layer_integrity, append_vhd_footer and unformatted_scratch are blockcim mode's settings, \
-                 not {mode} mode's"
-            )));
-        }
+        block.check(mode)?;
         let root = std::path::absolute(root).map_err(|e| Error::io("resolving", root, e))?;
         private::prepare_root(&root)?;
         let layout = Layout::with_block(mode, &root, block);

@@ -82,6 +82,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         append_vhd_footer: args.append_vhd_footer.then_some(true),
         unformatted_scratch: args.unformatted_scratch.then_some(true),
     });
+    settings.block.check(settings.mode).map_err(failed)?;
     if args.print_config {
         print!("{}", containerd_config(&settings));
         return Ok(ExitCode::SUCCESS);
@@ -114,7 +115,7 @@ fn containerd_config(settings: &Settings) -> String {
     let fallback = if cfg!(windows) { "windows" } else { "walking" };
     let address = settings.address.replace('\\', "\\\\");
     format!(
-        "# containerd 2.x (config version 3); winlayer serve --mode {mode} --root {root}\n\
+        "# containerd 2.x (config version 3); winlayer serve --mode {mode} --root {root}{flags}\n\
          version = 3\n\
          \n\
          [proxy_plugins.winlayer]\n\
@@ -134,6 +135,7 @@ fn containerd_config(settings: &Settings) -> String {
          \x20 differ = \"winlayer-diff\"\n{layer_types}",
         mode = settings.mode,
         root = settings.root.display(),
+        flags = settings.block.flags().iter().map(|f| format!(" {f}")).collect::<String>(),
         layer_types = if settings.mode == Mode::Cimfs {
             format!(
                 "\x20 # pre-converted CIM layers (docs/converted-layers.md): containerd >= 2.1 unpacks them, 2.0 \

@@ -281,6 +281,19 @@ fn errors_say_what_is_wrong_with_which_file_once() {
     assert!(serve.starts_with("bad.toml: ") && !serve.ends_with("invalid argument"), "{serve}");
     let serve = one_error(&["serve", "--root", "empty/root", "--address", "s.sock"], d);
     assert!(serve.contains("empty/root") && !serve.ends_with(": internal"), "{serve}");
+    let serve = one_error(&["serve", "--mode", "cimfs", "--append-vhd-footer", "--print-config"], d);
+    assert!(serve.contains("blockcim mode's settings, not cimfs mode's"), "{serve}");
+    let config =
+        ok(&["serve", "--mode", "blockcim", "--unformatted-scratch", "--enable-layer-integrity", "--print-config"], d);
+    let config = String::from_utf8(config.stdout).unwrap();
+    assert!(
+        config
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("--mode blockcim --root /var/lib/winlayer --enable-layer-integrity --unformatted-scratch"),
+        "{config}"
+    );
     // Human text, not Rust's debug form.
     tree(d);
     ok(&["cim", "create", "--from", "tree", "c.cim"], d);
