@@ -118,8 +118,8 @@ if [ -n "$containerd2" ] && command -v docker-registry >/dev/null && [ "$(id -u)
   echo "(winlayer's differ applied each layer:)"
   grep -o 'applied .*' "$work/cimfs-serve.log" | sed 's/^/  /'
   # containerd 2.1 and later hand pre-converted CIM layers to winlayer (unpack_config layer_types).
-  version=$("$containerd2/containerd" --version | awk '{print $3}')
-  if [ "$(printf '%s\n' v2.1.0 "$version" | sort -V | head -1)" = v2.1.0 ]; then
+  version=$("$containerd2/containerd" --version | awk '{print $3}' | sed 's/^v//; s/+.*//')
+  if [ "$(printf '%s\n' 2.1.0 "$version" | sort -V | head -1)" = 2.1.0 ]; then
     converted=$registry/sample/app:1-cimfs
     echo "\$ winlayer image convert $image --to cimfs -t $converted   (the layers shipped as CIMs)"
     "$winlayer" image convert "$image" --to cimfs -t "$converted" --insecure
