@@ -7,7 +7,8 @@
 #      containerd is installed and we are root, prints how to connect containerd, and keeps
 #      serving until Ctrl-C;
 #   3. before that, as root with docker-registry and a containerd 2.x at hand: a Windows image
-#      built here, pushed to a private registry and pulled into winlayer's CimFS snapshots.
+#      built here, pushed to a private registry and pulled into winlayer's CimFS snapshots;
+#      with containerd 2.1 or later, the same image converted to CIM layers and pulled again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Cargo's own progress shows: the first build takes minutes.
@@ -116,6 +117,18 @@ if [ -n "$containerd2" ] && command -v docker-registry >/dev/null && [ "$(id -u)
   "$winlayer" cim ls "$top" Files/app/bin
   echo "(winlayer's differ applied each layer:)"
   grep -o 'applied .*' "$work/cimfs-serve.log" | sed 's/^/  /'
+  # containerd 2.1 and later hand pre-converted CIM layers to winlayer (unpack_config layer_types).
+  version=$("$containerd2/containerd" --version | awk '{print $3}' | sed 's/^v//; s/+.*//')
+  if [ "$(printf '%s\n' 2.1.0 "$version" | sort -V | head -1)" = 2.1.0 ]; then
+    converted=$registry/sample/app:1-cimfs
+    echo "\$ winlayer image convert $image --to cimfs -t $converted   (the layers shipped as CIMs)"
+    "$winlayer" image convert "$image" --to cimfs -t "$converted" --insecure
+    echo "\$ ctr image rm --sync $image && ctr image pull --platform windows/amd64 --snapshotter winlayer $converted"
+    ctr2 image rm --sync "$image" > /dev/null
+    ctr2 image pull --plain-http --platform windows/amd64 --snapshotter winlayer "$converted" | tail -1
+    echo "(the same snapshots again, written as shipped: no tar read, no CIM built:)"
+    grep -o 'applied .*converted layer.*' "$work/cimfs-serve.log" | sed 's/^/  /'
+  fi
 else
   echo
   echo "(To see a Windows image built here and pulled through containerd 2.x into winlayer's snapshots, run"

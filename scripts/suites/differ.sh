@@ -14,7 +14,10 @@
 #      (pushed to the same registry) pulls with one more Apply, its top CIM chain holding the
 #      base's view plus the appended directory; `ctr image rm --sync` leaves no snapshot, no
 #      CIM, no snapshot directory behind;
-#   5. before the daemons: tests/go/differ, containerd's own diff/snapshots proxy clients and
+#   5. cimfs mode, containerd >= 2.1: the image converted by `winlayer image convert --to cimfs`
+#      pulls through winlayer's fast path (layer_types), its top layer exporting the same bytes
+#      and its merged view the same paths as the source image's unpack;
+#   6. before the daemons: tests/go/differ, containerd's own diff/snapshots proxy clients and
 #      content server (a local store) against winlayer serve in both modes.
 # Needs root (containerd, overlay mounts), Go >= 1.26.6 (`go` on PATH, or $CONTAINERD2_GO),
 # docker-registry and skopeo; skips visibly without root or Go, or off Linux.
@@ -124,6 +127,24 @@ appended=$registry/winlayer/appended:1
 $winlayer image append --base $ref --layer $work/extra/Files -t $appended --insecure --json > $work/append.json
 { cat $work/expected.view; view_of_tree $work/extra; } | sort > $work/appended.view
 ok "winlayer image append built $appended on $ref and pushed it to docker-registry"
+converted=$registry/winlayer/sample-cimfs:1
+$winlayer image convert $ref --to cimfs -t $converted --insecure --json > $work/convert.json
+ok "winlayer image convert pushed $converted: $ref with pre-converted CIM layers"
+
+# nothing_left MODE ROOT: no snapshot in containerd, nothing in winlayer's root.
+nothing_left() {
+  local left stray
+  left=$($ctr snapshots --snapshotter winlayer ls | awk 'NR > 1' | wc -l)
+  [ "$left" = 0 ] || die "$1: $left snapshots left after image rm + GC"
+  stray=$(find $2/snapshots -mindepth 1 -not -path "$2/snapshots/cim-layers" | head -5)
+  [ -z "$stray" ] || die "$1: left behind: $stray"
+}
+
+# takes_layer_types VERSION: whether containerd VERSION's transfer service reads unpack_config
+# layer_types (2.1 and later).
+takes_layer_types() {
+  [ "$(printf '%s\n' v2.1.0 "$1" | sort -V | head -1)" = v2.1.0 ]
+}
 
 # run_mode MODE VERSION: a fresh winlayer serve and containerd VERSION, the pull, its checks,
 # the removal.
@@ -203,13 +224,28 @@ run_mode() {
   fi
 
   $ctr image rm --sync $ref > /dev/null
-  local left
-  left=$($ctr snapshots --snapshotter winlayer ls | awk 'NR > 1' | wc -l)
-  [ "$left" = 0 ] || die "$mode: $left snapshots left after image rm + GC"
-  local stray
-  stray=$(find $root/snapshots -mindepth 1 -not -path "$root/snapshots/cim-layers" | head -5)
-  [ -z "$stray" ] || die "$mode: left behind: $stray"
+  nothing_left $mode $root
   ok "$mode: ctr image rm --sync (garbage collection) leaves no snapshot, CIM or directory behind"
+
+  # The converted image: containerd >= 2.1 hands its layers to winlayer (unpack_config
+  # layer_types), which writes them as they are.
+  if [ $mode = cimfs ] && takes_layer_types $version; then
+    $ctr image pull --plain-http --platform windows/amd64 --snapshotter winlayer $converted > $dir/pull4.log 2>&1 ||
+      { cat $dir/pull4.log $dir/serve.log; die "cimfs: ctr image pull of the converted image"; }
+    [ "$(grep -c 'converted layer' $dir/serve.log)" = 2 ] || { cat $dir/serve.log; die "cimfs: the converted image's 2 layers were not applied as converted layers"; }
+    local top4
+    top4=$(ls $root/snapshots/cim-layers/*.cim | sort -V | tail -1)
+    $winlayer export $root/snapshots/$(basename $top4 .cim) --cim $top4 -o $dir/top4.tar 2> /dev/null
+    cmp $dir/top.tar $dir/top4.tar || die "cimfs: the converted image's top layer exports other bytes than the source's"
+    $winlayer cim extract $top4 $dir/top4 > /dev/null 2>&1
+    view_of_tree $dir/top4 | sort > $dir/got4.view
+    diff -u $work/expected.view $dir/got4.view > $dir/view4.diff || { head -40 $dir/view4.diff; die "cimfs: the converted image's merged view"; }
+    ok "cimfs: containerd $version pulled the converted image through winlayer's fast path (no tar parsed): diffIDs accepted, top layer export byte-identical and merged view identical to the source image's unpack"
+    $ctr image rm --sync $converted > /dev/null
+    nothing_left $mode $root
+  elif [ $mode = cimfs ]; then
+    echo "  skip cimfs: the converted image through containerd $version (its transfer service reads unpack_config layer_types from 2.1 on)"
+  fi
 
   if grep -E ' (WARN|ERROR) ' $dir/serve.log; then die "$mode: serve logged failures"; fi
   kill $ctrd $serve
