@@ -17,7 +17,10 @@
 #   5. cimfs mode, containerd >= 2.1: the image converted by `winlayer image convert --to cimfs`
 #      pulls through winlayer's fast path (layer_types), its top layer exporting the same bytes
 #      and its merged view the same paths as the source image's unpack;
-#   6. before the daemons: tests/go/differ, containerd's own diff/snapshots proxy clients and
+#   6. blockcim mode (newest containerd only): the pull is refused, since writing block CIM
+#      layers needs Windows' cimwriter.dll: winlayer's Apply answers NotImplemented, saying so,
+#      and no layer is left;
+#   7. before the daemons: tests/go/differ, containerd's own diff/snapshots proxy clients and
 #      content server (a local store) against winlayer serve in both modes.
 # Needs root (containerd, overlay mounts), Go >= 1.26.6 (`go` on PATH, or $CONTAINERD2_GO),
 # docker-registry and skopeo; skips visibly without root or Go, or off Linux.
@@ -253,6 +256,34 @@ run_mode() {
   grep -q 'stopped' $dir/serve.log || die "$mode: serve did not stop cleanly on SIGTERM"
 }
 
+# blockcim_refused VERSION: blockcim mode on Linux: containerd's pull reaches winlayer's Apply,
+# which refuses the BlockCIM extraction (NotImplemented: block CIMs need Windows) before reading
+# the blob; the pull fails and no block CIM is left.
+blockcim_refused() {
+  local version=$1 dir=$work/blockcim-$1
+  containerd_bin=${bins[$version]}
+  mkdir -p $dir
+  local sock=$dir/winlayer.sock csock=$dir/containerd.sock root=$dir/root
+  echo "-- blockcim mode: containerd $version with winlayer as snapshotter and differ (no cimwriter.dll here)"
+  $winlayer serve --mode blockcim --root $root --address $sock --containerd-address $csock --log-level info \
+    > $dir/serve.log 2>&1 &
+  local serve=$!
+  pids+=($serve)
+  for _ in $(seq 100); do [ -S $sock ] && break; sleep 0.05; done
+  containerd_config $dir $winlayer --mode blockcim --root $root --address $sock < /dev/null
+  start_containerd $dir
+  if $ctr image pull --plain-http --platform windows/amd64 --snapshotter winlayer $ref > $dir/pull.log 2>&1; then
+    cat $dir/pull.log $dir/serve.log
+    die "blockcim: ctr image pull succeeded without cimwriter.dll"
+  fi
+  grep 'block CIMs need Windows' $dir/serve.log | grep 'method="Apply"' | grep -q 'code=Unimplemented' ||
+    { cat $dir/pull.log $dir/serve.log; die "blockcim: winlayer's Apply did not refuse with the reason"; }
+  [ -z "$(find $root/snapshots -name layer.vhd)" ] || die "blockcim: a layer.vhd was left: $(find $root/snapshots -name layer.vhd)"
+  ok "blockcim: containerd $version's pull reached winlayer's Apply, which refused it (NotImplemented: block CIMs need Windows); no layer left"
+  kill $ctrd $serve
+  wait $ctrd $serve 2>/dev/null || true
+}
+
 echo "-- containerd's diff and snapshots proxy clients and content server against winlayer serve (tests/go/differ)"
 harness=$repo/target/differ-harness.test
 (cd tests/go && GOTOOLCHAIN=local GOPATH=${GOPATH:-$repo/target/go} GOCACHE=${GOCACHE:-$repo/target/go-cache} \
@@ -267,4 +298,5 @@ for version in "${containerd2_versions[@]}"; do
   run_mode cimfs $version
   run_mode linux $version
 done
+blockcim_refused ${containerd2_versions[0]}
 echo "differ suite: $passes checks passed"
