@@ -54,7 +54,7 @@ enum Command {
     Cmdline(cmdline::CmdlineCommand),
     /// winlayer's version; on Windows also the real OS build and the Windows backends available.
     Version(version::VersionArgs),
-    /// Serve containerd's snapshots API as a proxy plugin (windows, cimfs or linux layout).
+    /// Serve containerd's snapshots API as a proxy plugin (windows, cimfs, blockcim or linux layout).
     ///
     /// containerd reaches it through `[proxy_plugins.NAME] type = "snapshot"`, `address = ADDR`.
     /// Metadata lives in ROOT/metadata.redb, snapshots in ROOT/snapshots/<id>. Stops cleanly on
