@@ -16,6 +16,7 @@ pub mod filetime;
 pub mod path;
 pub mod reparse;
 pub mod security;
+pub mod tap;
 pub mod temp;
 pub mod xattrs;
 

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +35,7 @@ use crate::platform::Platform;
 use crate::referrers::Referrer;
 use crate::store::{self, Attached, Fetched, Progress, Resolved, Source, Target};
 use crate::{Error, Result, invalid};
+use winlayer_core::tap::Tap;
 
 /// The `artifactType` of a converted image's manifest.
 pub const ARTIFACT_TYPE: &str = "application/vnd.winlayer.cimfs.image.v1";
@@ -139,22 +140,6 @@ pub fn source_layer(desc: &Descriptor) -> Option<SourceLayer> {
     })
 }
 
-/// Counts and hashes the uncompressed tar on its way to the layer reader.
-struct Counted<R> {
-    inner: R,
-    state: Arc<Mutex<(Sha256, u64)>>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut state = self.state.lock().expect("not poisoned");
-        state.0.update(&buf[..n]);
-        state.1 += n as u64;
-        Ok(n)
-    }
-}
-
 /// Whether an error is a write into a pipe whose reader gave up (the reader's error explains).
 fn broken_pipe(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
@@ -178,7 +163,15 @@ fn read_layer(
         });
         let read = (|| -> Result<()> {
             let (_, plain) = wcow_tar::input::decompress(reader).map_err(|e| Error::io("decompressing", e))?;
-            let input = Input::from_plain_reader(Counted { inner: plain, state: state.clone() });
+            let tally = {
+                let state = state.clone();
+                move |bytes: &[u8]| {
+                    let mut state = state.lock().expect("not poisoned");
+                    state.0.update(bytes);
+                    state.1 += bytes.len() as u64;
+                }
+            };
+            let input = Input::from_plain_reader(Tap::new(plain, tally));
             let mut reader = LayerReader::new(input, Mode::Strict);
             reader.read_into(import)?;
             // The archive's padding after its end belongs to the diffID too.

@@ -22,6 +22,7 @@ use crate::platform::Platform;
 use crate::referrers::{self, Referrer};
 use crate::store::{Attached, Fetched, Progress, Source, Target};
 use crate::{Error, MAX_MANIFEST, Result, invalid};
+use winlayer_core::tap::Tap;
 
 /// How to reach registries.
 #[derive(Clone, Debug)]
@@ -163,7 +164,7 @@ impl Registry {
             }
             Body::File(path, size, digest, progress) => {
                 let file = File::open(path).map_err(ureq::Error::Io)?;
-                let mut reader = Counted { inner: file, digest, progress: *progress };
+                let mut reader = Tap::new(file, |bytes: &[u8]| progress.advance(digest, bytes.len() as u64));
                 let request = builder
                     .header("Content-Type", "application/octet-stream")
                     .header("Content-Length", size.to_string())
@@ -486,21 +487,6 @@ impl Registry {
                 Err(e) => return Err(invalid(format!("{e}; gave up after {attempt} uploads"))),
             }
         }
-    }
-}
-
-/// Counts bytes read into a blob's progress.
-struct Counted<'a, R> {
-    inner: R,
-    digest: &'a Digest,
-    progress: &'a dyn Progress,
-}
-
-impl<R: Read> Read for Counted<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.progress.advance(self.digest, n as u64);
-        Ok(n)
     }
 }
 

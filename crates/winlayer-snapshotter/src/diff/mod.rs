@@ -25,7 +25,7 @@ pub mod content;
 pub mod media;
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -41,6 +41,7 @@ use crate::proto::diff::{self as pb, diff_server};
 use crate::proto::types;
 use content::{BlobReader, ContentStore, Hasher, NAMESPACE_KEY};
 use media::{LayerMedia, OCI_LAYER};
+use winlayer_core::tap::Tap;
 
 /// The label containerd reads the uncompressed digest of a layer blob from.
 pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
@@ -224,19 +225,13 @@ impl Target {
     }
 }
 
-/// Counts and hashes the bytes passing through (the uncompressed tar, for its diffID).
-struct Counted<R> {
-    inner: R,
-    state: Arc<Mutex<(Hasher, u64)>>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut state = self.state.lock().expect("not poisoned");
-        state.0.update(&buf[..n]);
-        state.1 += n as u64;
-        Ok(n)
+/// Hashes and counts, into `state`, what passes through a [`Tap`].
+fn tally(state: &Arc<Mutex<(Hasher, u64)>>) -> impl FnMut(&[u8]) + Send + 'static {
+    let state = state.clone();
+    move |bytes| {
+        let mut state = state.lock().expect("not poisoned");
+        state.0.update(bytes);
+        state.1 += bytes.len() as u64;
     }
 }
 
@@ -256,7 +251,7 @@ fn read_layer(blob: BlobReader, sink: &mut dyn LayerSink) -> Result<(String, u64
     let result = (|| -> winlayer_core::Result<()> {
         let (_, plain) =
             wcow_tar::input::decompress(blob).map_err(|e| winlayer_core::Error::io("reading the blob", e))?;
-        let input = Input::from_plain_reader(Counted { inner: plain, state: state.clone() });
+        let input = Input::from_plain_reader(Tap::new(plain, tally(&state)));
         let mut reader = LayerReader::new(input, wcow_tar::Mode::Strict);
         reader.read_into(sink)?;
         // The rest (the archive's padding) belongs to the diffID too, and the blob's digest is
@@ -605,35 +600,16 @@ fn export_layer(
     let diff_id = Arc::new(Mutex::new((Hasher::sha256(), 0u64)));
     let blob = Arc::new(Mutex::new((Hasher::sha256(), 0u64)));
     {
-        let counted_blob = Tee { inner: file.as_file().try_clone().map_err(io)?, state: blob.clone() };
+        let counted_blob = Tap::new(file.as_file().try_clone().map_err(io)?, tally(&blob));
         let compressed = wcow_tar::Output::new(counted_blob, compression).map_err(io)?;
-        let mut writer = wcow_tar::TarWriter::new(Tee { inner: compressed, state: diff_id.clone() });
+        let mut writer = wcow_tar::TarWriter::new(Tap::new(compressed, tally(&diff_id)));
         let latest = epoch.and_then(|s| FileTime::from_unix(s, 0));
         sorted.send_to(&mut ClampTimes { inner: &mut writer, latest }).map_err(refused)?;
         let tee = writer.finish().map_err(refused)?;
-        tee.inner.finish().map_err(io)?;
+        tee.into_inner().finish().map_err(io)?;
     }
     let (diff_id, blob) = (diff_id.lock().expect("not poisoned"), blob.lock().expect("not poisoned"));
     Ok(Written { digest: blob.0.digest(), diff_id: diff_id.0.digest(), size: blob.1, file })
-}
-
-/// Hashes and counts the bytes written through it.
-struct Tee<W> {
-    inner: W,
-    state: Arc<Mutex<(Hasher, u64)>>,
-}
-
-impl<W: io::Write> io::Write for Tee<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        let mut state = self.state.lock().expect("not poisoned");
-        state.0.update(&buf[..n]);
-        state.1 += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Times later than `latest` become `latest` (containerd's `source_date_epoch`: what a build
