@@ -1,8 +1,10 @@
-//! The oracle shared by the `image_manifest` fuzz target and its corpus regression test.
+//! The oracle shared by the `image_manifest` fuzz target and its corpus regression test: image
+//! manifests, indexes, configs, platforms, references and referrers indexes.
 
 use crate::location::{Location, Reference};
 use crate::manifest::{self, Config, OCI_INDEX, OCI_MANIFEST, Parsed, canonical_json};
 use crate::platform::Platform;
+use crate::referrers::{self, Referrer};
 
 /// Reads `bytes` as every document and name winlayer takes from a registry or a user.
 /// Panics only on a real bug: a panic inside a parser, or a parsed value that does not read
@@ -25,6 +27,28 @@ pub fn check(bytes: &[u8]) {
                 }
             }
             Err(_) => {}
+        }
+    }
+    // A referrers index that reads takes one more referrer, and lists it after the others.
+    if let Ok(listed) = referrers::parse_index(bytes, "fuzz") {
+        let mut one = listed.first().cloned().unwrap_or_else(|| Referrer {
+            media_type: OCI_MANIFEST.into(),
+            digest: format!("sha256:{}", "0".repeat(64)).parse().expect("a digest"),
+            size: 0,
+            artifact_type: None,
+            annotations: Default::default(),
+        });
+        one.digest = format!("sha256:{}", "f".repeat(64)).parse().expect("a digest");
+        match referrers::add(Some(bytes), &one, "fuzz").expect("a referrers index that reads takes a referrer") {
+            Some(grown) => {
+                let again = referrers::parse_index(&grown, "again").expect("an index written reads back");
+                assert_eq!(
+                    again.split_last(),
+                    Some((&one, listed.as_slice())),
+                    "the referrer added last, the rest kept"
+                );
+            }
+            None => assert!(listed.iter().any(|r| r.digest == one.digest), "an index said to list it already"),
         }
     }
     if let Ok(config) = Config::parse(bytes, "fuzz") {

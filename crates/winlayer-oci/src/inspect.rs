@@ -82,6 +82,10 @@ pub struct ImageFacts {
     pub converted_from: Option<String>,
     /// The conversions of this image stored as its referrers.
     pub conversions: Vec<crate::convert::ConversionFacts>,
+    /// Why the conversions could not be listed (a registry's broken referrers answer, say):
+    /// the image is inspected all the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversions_error: Option<String>,
 }
 
 /// Counts what a layer holds.
@@ -204,12 +208,16 @@ pub fn inspect(source: &mut dyn Source, platform: &Platform, progress: &dyn Prog
         .flatten()
         .and_then(|d| d.as_str())
         .map(str::to_string);
-    let conversions = crate::convert::conversions(source, &resolved.fetched.digest)?;
+    let (conversions, conversions_error) = match crate::convert::conversions(source, &resolved.fetched.digest) {
+        Ok(found) => (found, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let config = resolved.config.value;
     Ok(ImageFacts {
         artifact_type,
         converted_from,
         conversions,
+        conversions_error,
         name: source.name(),
         manifest: resolved.fetched.digest.to_string(),
         media_type: resolved.fetched.media_type.clone(),

@@ -531,6 +531,9 @@ fn inspect_text(f: &ImageFacts, out: &mut dyn Write) -> std::io::Result<()> {
     for c in &f.conversions {
         writeln!(out, "conversion {} (cimfs): {} of {} layers converted", c.digest, c.converted_layers, c.layers)?;
     }
+    if let Some(e) = &f.conversions_error {
+        writeln!(out, "conversions not listed: {e}")?;
+    }
     for (i, l) in f.layers.iter().enumerate() {
         writeln!(out, "layer {i}   {} {} bytes {}", l.digest, l.size, l.media_type)?;
         if let Some(s) = &l.source {
