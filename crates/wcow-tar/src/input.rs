@@ -6,9 +6,10 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
 
 use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
+
+use crate::zstd::ZstdWriter;
 use winlayer_core::Origin;
 
 /// A compression format of layer blobs.
@@ -347,8 +348,8 @@ pub enum Output<W: Write + Send + 'static> {
     Plain(BufWriter<W>),
     /// gzip with a fixed header (no name, time 0), so output is reproducible.
     Gzip(Box<flate2::write::GzEncoder<BufWriter<W>>>),
-    /// Zstandard, produced by a compressor thread reading from a pipe.
-    Zstd(Option<io::PipeWriter>, Option<JoinHandle<io::Result<W>>>),
+    /// Zstandard, frames compressed on worker threads ([`crate::zstd`]).
+    Zstd(Box<ZstdWriter<W>>),
 }
 
 impl<W: Write + Send + 'static> Output<W> {
@@ -361,19 +362,7 @@ impl<W: Write + Send + 'static> Output<W> {
                     .mtime(0)
                     .write(BufWriter::with_capacity(1 << 16, inner), flate2::Compression::default()),
             )),
-            Compression::Zstd => {
-                let (reader, writer) = io::pipe()?;
-                let worker = std::thread::spawn(move || {
-                    let mut out = BufWriter::with_capacity(1 << 16, inner);
-                    ruzstd::encoding::compress(
-                        BufReader::with_capacity(1 << 17, reader),
-                        &mut out,
-                        ruzstd::encoding::CompressionLevel::Fastest,
-                    );
-                    out.into_inner().map_err(|e| e.into_error())
-                });
-                Output::Zstd(Some(writer), Some(worker))
-            }
+            Compression::Zstd => Output::Zstd(Box::new(ZstdWriter::new(inner))),
         })
     }
 
@@ -382,14 +371,7 @@ impl<W: Write + Send + 'static> Output<W> {
         match self {
             Output::Plain(w) => w.into_inner().map_err(|e| e.into_error()),
             Output::Gzip(g) => g.finish()?.into_inner().map_err(|e| e.into_error()),
-            Output::Zstd(mut pipe, mut worker) => {
-                drop(pipe.take());
-                worker
-                    .take()
-                    .expect("worker")
-                    .join()
-                    .map_err(|_| io::Error::other("zstd compressor thread panicked"))?
-            }
+            Output::Zstd(z) => z.finish(),
         }
     }
 }
@@ -399,7 +381,7 @@ impl<W: Write + Send + 'static> Write for Output<W> {
         match self {
             Output::Plain(w) => w.write(buf),
             Output::Gzip(g) => g.write(buf),
-            Output::Zstd(pipe, _) => pipe.as_mut().expect("open pipe").write(buf),
+            Output::Zstd(z) => z.write(buf),
         }
     }
 
@@ -407,7 +389,7 @@ impl<W: Write + Send + 'static> Write for Output<W> {
         match self {
             Output::Plain(w) => w.flush(),
             Output::Gzip(g) => g.flush(),
-            Output::Zstd(pipe, _) => pipe.as_mut().expect("open pipe").flush(),
+            Output::Zstd(z) => z.flush(),
         }
     }
 }

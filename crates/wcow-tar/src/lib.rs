@@ -10,6 +10,7 @@ pub mod importer;
 pub mod input;
 pub mod reader;
 pub mod writer;
+pub mod zstd;
 
 pub use input::{Compression, Input, Output};
 pub use reader::{LayerReader, Mode};
