@@ -247,11 +247,10 @@ pub fn derive(
 
         let blob_path = blobs_dir.join(i.to_string());
         let file = File::create(&blob_path).map_err(|e| Error::io(format!("creating {}", blob_path.display()), e))?;
-        let zstd = Output::new(Hasher::new(BufWriter::with_capacity(1 << 16, file)), Compression::Zstd)
+        let mut zstd = Output::new(Hasher::new(BufWriter::with_capacity(1 << 16, file)), Compression::Zstd)
             .map_err(|e| Error::io("starting zstd", e))?;
-        let mut tar = Hasher::new(zstd);
-        let packed = converted::pack(&layer_dir, &cim, &mut tar).map_err(|e| invalid(format!("{what}: {e}")))?;
-        let blob = tar.into_inner().finish().map_err(|e| Error::io(format!("{what}: compressing"), e))?;
+        let packed = converted::pack(&layer_dir, &cim, &mut zstd).map_err(|e| invalid(format!("{what}: {e}")))?;
+        let blob = zstd.finish().map_err(|e| Error::io(format!("{what}: compressing"), e))?;
         let (digest, size) = (blob.digest(), blob.len());
         blob.into_inner().flush().map_err(|e| Error::io(format!("writing {}", blob_path.display()), e))?;
         let annotations: std::collections::HashMap<String, String> = [
