@@ -19,6 +19,9 @@ use crate::upcase::{UPCASE_LEN, Upcase};
 /// Link and stream tables larger than this are refused (about a million entries).
 pub const MAX_TABLE_BYTES: u64 = 64 << 20;
 
+/// Metadata regions up to this size are read into memory when an image is opened.
+const METADATA_IN_MEMORY: u64 = 64 << 20;
+
 /// A FileID: 1-based index of a file record.
 pub type FileId = u32;
 
@@ -278,7 +281,19 @@ impl Cim {
                 let len = data.size().map_err(|e| Error::io(format!("reading {}", rpath.display()), e))?;
                 let rh: RegionHeader = read_header(&data, &rpath)?;
                 rh.common.check(FileType::Region).map_err(|m| Error::Invalid(format!("{}: {m}", rpath.display())))?;
-                regions.push(Region { data, len, name, kind: RegionType::from_byte(rh.region_type) });
+                let kind = RegionType::from_byte(rh.region_type);
+                // Metadata is read in many small pieces (records, names, tables, descriptors):
+                // held in memory it costs no system call per piece, and grows with file count.
+                let data = match (&data, kind) {
+                    (Storage::File(_), Some(RegionType::Metadata)) if len <= METADATA_IN_MEMORY => {
+                        let mut bytes = vec![0u8; len as usize];
+                        data.read_exact_at(&mut bytes, 0)
+                            .map_err(|e| Error::io(format!("reading {}", rpath.display()), e))?;
+                        Storage::Memory(bytes.into())
+                    }
+                    _ => data,
+                };
+                regions.push(Region { data, len, name, kind });
             }
         }
         let mut cim = Cim {
