@@ -23,8 +23,11 @@ while :; do
   [ "$d" != / ] || break
   d=$(dirname "$d")
 done
+# Extracted with fresh times (-m): the shared target keys the copy's crates by their
+# workspace-relative paths, so with the checkout's times cargo would take the test binaries
+# of an earlier copy as fresh, and they would read that copy's (deleted) files.
 git ls-files -z | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-  tar --null -T - -cf - | tar -xf - -C "$copy"
+  tar --null -T - -cf - | tar -m -xf - -C "$copy"
 echo "-- $(git ls-files | wc -l) tracked files copied to $copy"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 # The workspace's own crates have the copy's paths compiled in (CARGO_MANIFEST_DIR), so they
