@@ -9,7 +9,8 @@ scripts/install-deps.sh
 
 export WINLAYER_PYTHON="$PWD/target/venv/bin/python"
 export GOCACHE="$PWD/target/go-cache" GOPATH="$PWD/target/go" GOFLAGS=-mod=mod GOTOOLCHAIN=local
-export CARGO_TERM_COLOR=never
+# A cold build gains nothing from incremental state, which would take gigabytes of disk.
+export CARGO_TERM_COLOR=never CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 cargo test --workspace --locked
 for suite in scripts/suites/*.sh; do
