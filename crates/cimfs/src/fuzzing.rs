@@ -5,6 +5,10 @@
 //! Layout: u16 length `n`, then `n` bytes of `img.cim`, then the region files of every set
 //! the `.cim` lists (in global order), separated by [`SEPARATOR`]; missing ones are absent.
 //! The image is opened from memory: an input never touches the file system.
+//!
+//! Almost every image holds Windows' 128 KiB upcase table, which would make inputs ten times
+//! larger than the rest of the image and cost libFuzzer (which copies, hashes and mutates every
+//! byte) most of its time: inside a region file, [`UPCASE_MARKER`] stands for that table.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +16,7 @@ use std::sync::Arc;
 
 use crate::format::{FilesystemHeader, RegionSet, region_file_name};
 use crate::reader::ImageFiles;
+use crate::upcase::Upcase;
 use zerocopy::FromBytes;
 
 /// The name of the `.cim` in an unpacked input.
@@ -21,6 +26,11 @@ pub const CIM_NAME: &str = "img.cim";
 pub const SEPARATOR: &[u8] = b"\n--region--\n";
 /// At most this many region files are written (the rest of the input is ignored).
 const MAX_FILES: usize = 16;
+/// Stands for Windows' upcase table inside a region file.
+pub const UPCASE_MARKER: &[u8] = b"\n--windows-upcase--\n";
+/// At most this many markers of one region file are expanded (the rest stay as they are), so
+/// an input cannot ask for unbounded memory.
+const MAX_TABLES: usize = 4;
 
 /// The files `input` describes: the `.cim` ([`CIM_NAME`]) and the region files present.
 pub fn unpack(input: &[u8]) -> ImageFiles {
@@ -36,13 +46,48 @@ pub fn unpack(input: &[u8]) -> ImageFiles {
             names.extend((0..set.count.get()).map(|i| region_file_name(set.id, i)).take(MAX_FILES));
         }
     }
-    let mut files = BTreeMap::from([(CIM_NAME.to_string(), Arc::<[u8]>::from(cim))]);
+    let mut files = BTreeMap::from([(CIM_NAME.to_string(), Arc::new(cim.to_vec()))]);
     // A later duplicate name replaces an earlier one, as writing the files did.
-    files.extend(names.into_iter().take(MAX_FILES).zip(split(rest)).map(|(name, chunk)| (name, Arc::from(chunk))));
+    files.extend(names.into_iter().take(MAX_FILES).zip(split(rest)).map(|(name, chunk)| (name, expand(chunk))));
     ImageFiles::Memory(files)
 }
 
-/// Builds an input from an image directory: the inverse of [`unpack`].
+/// A region file with its first [`MAX_TABLES`] markers replaced by the table.
+fn expand(chunk: &[u8]) -> Arc<Vec<u8>> {
+    let finder = memchr::memmem::Finder::new(UPCASE_MARKER);
+    if finder.find(chunk).is_none() {
+        return Arc::new(chunk.to_vec());
+    }
+    let table = windows_table();
+    let mut out = Vec::with_capacity(chunk.len() + table.len());
+    let mut rest = chunk;
+    for _ in 0..MAX_TABLES {
+        let Some(i) = finder.find(rest) else { break };
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(table);
+        rest = &rest[i + UPCASE_MARKER.len()..];
+    }
+    out.extend_from_slice(rest);
+    Arc::new(out)
+}
+
+/// Windows' upcase table as stored, made once.
+fn windows_table() -> &'static [u8] {
+    static TABLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| Upcase::windows().to_le_bytes())
+}
+
+/// A region file with Windows' upcase table, where it holds one, replaced by the marker.
+fn compact(region: &[u8]) -> Vec<u8> {
+    let table = windows_table();
+    match memchr::memmem::find(region, table) {
+        Some(i) => [&region[..i], UPCASE_MARKER, &region[i + table.len()..]].concat(),
+        None => region.to_vec(),
+    }
+}
+
+/// Builds an input from an image directory (the table written as the marker): the inverse of
+/// [`unpack`].
 pub fn pack(cim: &Path, regions: &[PathBuf]) -> std::io::Result<Vec<u8>> {
     let head = std::fs::read(cim)?;
     let mut out = (head.len() as u16).to_le_bytes().to_vec();
@@ -51,7 +96,7 @@ pub fn pack(cim: &Path, regions: &[PathBuf]) -> std::io::Result<Vec<u8>> {
         if i > 0 {
             out.extend_from_slice(SEPARATOR);
         }
-        out.extend_from_slice(&std::fs::read(r)?);
+        out.extend_from_slice(&compact(&std::fs::read(r)?));
     }
     Ok(out)
 }
@@ -89,4 +134,27 @@ pub fn exercise(input: &[u8]) -> winlayer_core::Result<u64> {
     let mut sink = winlayer_core::Checker::new();
     winlayer_core::LayerSource::send_to(crate::CimSource::new(&cim), &mut sink)?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_stands_for_the_windows_table() {
+        let region = [b"head".as_slice(), windows_table(), b"tail"].concat();
+        let compacted = compact(&region);
+        assert_eq!(compacted, [b"head".as_slice(), UPCASE_MARKER, b"tail"].concat());
+        assert_eq!(&*expand(&compacted), region.as_slice());
+        // A region without the table is kept as it is.
+        assert_eq!(compact(b"no table"), b"no table");
+    }
+
+    #[test]
+    fn markers_past_the_limit_stay_as_they_are() {
+        let chunk = UPCASE_MARKER.repeat(MAX_TABLES + 1);
+        let expanded = expand(&chunk);
+        assert_eq!(expanded.len(), MAX_TABLES * windows_table().len() + UPCASE_MARKER.len());
+        assert!(expanded.ends_with(UPCASE_MARKER));
+    }
 }

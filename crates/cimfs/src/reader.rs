@@ -31,8 +31,8 @@ pub type FileId = u32;
 pub enum Storage {
     /// A file on disk.
     File(Arc<File>),
-    /// Bytes in memory.
-    Memory(Arc<[u8]>),
+    /// Bytes in memory (a `Vec`, so that bytes read or made whole are shared without a copy).
+    Memory(Arc<Vec<u8>>),
 }
 
 impl Storage {
@@ -65,7 +65,7 @@ pub enum ImageFiles {
     /// Files in a directory.
     Dir(PathBuf),
     /// Files by name.
-    Memory(BTreeMap<String, Arc<[u8]>>),
+    Memory(BTreeMap<String, Arc<Vec<u8>>>),
 }
 
 impl ImageFiles {
@@ -289,7 +289,7 @@ impl Cim {
                         let mut bytes = vec![0u8; len as usize];
                         data.read_exact_at(&mut bytes, 0)
                             .map_err(|e| Error::io(format!("reading {}", rpath.display()), e))?;
-                        Storage::Memory(bytes.into())
+                        Storage::Memory(Arc::new(bytes))
                     }
                     _ => data,
                 };

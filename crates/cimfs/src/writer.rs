@@ -316,7 +316,7 @@ impl CimWriter {
             checker: Checker::new(),
             dropped_attributes: BTreeMap::new(),
             summary: Summary::default(),
-            buf: vec![0u8; IN_MEMORY as usize],
+            buf: Vec::new(),
             check_buf: Vec::new(),
             durable: true,
         })
@@ -406,6 +406,12 @@ impl CimWriter {
         }
         let short = |got: u64| Error::Invalid(format!("{what}: data ends after {got} of {len} bytes"));
         let read_err = |e: io::Error| Error::io(format!("reading the data of {what}"), e);
+        // Grown as data needs it, to at most IN_MEMORY: an image of small files never zeroes
+        // the whole buffer.
+        let need = len.min(IN_MEMORY) as usize;
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
         let mut hasher = blake3::Hasher::new();
         // Short data is read whole and written only if new; long data is written as it is
         // read, from `start` (padded from `before`), and taken back if it is not new.

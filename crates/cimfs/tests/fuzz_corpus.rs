@@ -61,7 +61,7 @@ fn images_in_memory_read_as_on_disk() {
         let cimfs::reader::ImageFiles::Memory(files) = cimfs::fuzzing::unpack(&input) else { unreachable!() };
         let disk = tempfile::tempdir().unwrap();
         for (name, bytes) in &files {
-            std::fs::write(disk.path().join(name), bytes).unwrap();
+            std::fs::write(disk.path().join(name), bytes.as_slice()).unwrap();
         }
         let read = |cim: winlayer_core::Result<cimfs::Cim>| {
             let cim = cim?;

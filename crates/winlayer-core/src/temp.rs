@@ -7,7 +7,7 @@
 //! those whose process is gone. Every one is also recorded, so that a signal handler can remove
 //! what an interrupted run made ([`remove_created`]).
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,10 +15,14 @@ use std::sync::Mutex;
 /// How every temporary name starts.
 pub const PREFIX: &str = ".winlayer-";
 
-/// Paths of the temporaries this process made (they may be gone since: renamed or dropped).
+/// Paths of the temporaries this process made that may still exist: those renamed or dropped
+/// since are forgotten at the next creation, so a long-running `serve` keeps only what it has
+/// in flight.
 static CREATED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-/// Directories already searched for leftovers of dead runs.
-static SWEPT: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+/// Directories recently searched for leftovers of dead runs, the latest [`SWEPT_KEPT`]: a
+/// daemon writes into ever new directories, and sweeping one again costs only a `readdir`.
+static SWEPT: Mutex<VecDeque<PathBuf>> = Mutex::new(VecDeque::new());
+const SWEPT_KEPT: usize = 64;
 
 fn builder(prefix: &str, mode: u32) -> tempfile::Builder<'_, '_> {
     let mut b = tempfile::Builder::new();
@@ -36,7 +40,7 @@ pub fn file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     // Created and recorded under the lock, so that [`remove_created`] misses none.
     let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
     let file = builder(&own_prefix(), 0o666).tempfile_in(dir)?;
-    created.push(absolute(file.path()));
+    record(&mut created, file.path());
     Ok(file)
 }
 
@@ -45,8 +49,13 @@ pub fn dir_in(dir: &Path) -> io::Result<tempfile::TempDir> {
     sweep_once(dir);
     let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
     let made = builder(&own_prefix(), 0o777).tempdir_in(dir)?;
-    created.push(absolute(made.path()));
+    record(&mut created, made.path());
     Ok(made)
+}
+
+fn record(created: &mut Vec<PathBuf>, path: &Path) {
+    created.retain(|p| std::fs::symlink_metadata(p).is_ok());
+    created.push(absolute(path));
 }
 
 fn own_prefix() -> String {
@@ -119,8 +128,15 @@ pub fn sweep(dir: &Path) -> Vec<String> {
 /// [`sweep`]s `dir` the first time this process writes there, telling what it removed.
 fn sweep_once(dir: &Path) {
     let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    if !SWEPT.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashSet::new).insert(key) {
-        return;
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if swept.contains(&key) {
+            return;
+        }
+        if swept.len() == SWEPT_KEPT {
+            swept.pop_front();
+        }
+        swept.push_back(key);
     }
     let removed = sweep(dir);
     if let Some(first) = removed.first() {
@@ -167,6 +183,30 @@ mod tests {
         assert_eq!(left.len(), 3, "{left:?}");
         assert!(mine.path().exists(), "a live process's temporary stays");
         assert!(d.join(".winlayer-oldstyle").exists() && d.join("out.tar").exists());
+    }
+
+    #[test]
+    fn only_temporaries_that_still_exist_stay_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorded = |path: &Path| CREATED.lock().unwrap().contains(&absolute(path));
+        let renamed = file_in(dir.path()).unwrap();
+        let first = renamed.path().to_path_buf();
+        renamed.persist(dir.path().join("out")).unwrap();
+        let dropped = dir_in(dir.path()).unwrap();
+        let second = dropped.path().to_path_buf();
+        drop(dropped);
+        let kept = file_in(dir.path()).unwrap();
+        assert!(!recorded(&first) && !recorded(&second), "renamed and dropped ones are forgotten");
+        assert!(recorded(kept.path()));
+    }
+
+    #[test]
+    fn swept_directories_are_remembered_up_to_a_bound() {
+        let dirs: Vec<_> = (0..SWEPT_KEPT + 3).map(|_| tempfile::tempdir().unwrap()).collect();
+        for d in &dirs {
+            drop(file_in(d.path()).unwrap());
+        }
+        assert!(SWEPT.lock().unwrap().len() <= SWEPT_KEPT);
     }
 
     #[cfg(unix)]
