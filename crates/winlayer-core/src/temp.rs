@@ -125,7 +125,8 @@ pub fn sweep(dir: &Path) -> Vec<String> {
     removed
 }
 
-/// [`sweep`]s `dir` the first time this process writes there, telling what it removed.
+/// [`sweep`]s `dir` the first time this process writes there (again once it is no longer among
+/// the latest swept), telling what it removed.
 fn sweep_once(dir: &Path) {
     let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     {
