@@ -161,7 +161,7 @@ impl Crc {
         self.state = crc;
     }
 
-/// The checksum of everything added.
+    /// The checksum of everything added.
     pub fn value(&self) -> u32 {
         !self.state
     }
